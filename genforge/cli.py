@@ -1,0 +1,173 @@
+"""Command line: an explicit table of commands -> functions.
+
+User mistakes (UserError) print one line and exit non-zero; anything else is a bug and keeps
+its traceback."""
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from genforge.errors import UserError
+
+
+def cmd_datasets(args) -> int:
+    from genforge.data import list_datasets
+    rows = [(d["name"], str(d["images"]), d["size"], str(d["channels"]), "yes" if d["labels"] else "no",
+             d["description"]) for d in list_datasets()]
+    _table(("name", "images", "size", "channels", "labels", "description"), rows)
+    print("also: folder:PATH (any image folder, recursive; class sub-folders with data.class_folders)")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from genforge.deploy.pretrained import list_models
+    models = list_models()
+    _table(("name", "task", "network", "description"),
+           [(m["name"], m["task"], m["model"], m["description"]) for m in models])
+    return 0
+
+
+def cmd_train(args) -> int:
+    from genforge.engine.fit import Interrupted
+    from genforge.train import train
+    try:
+        out = train(args.config, args.set or [], resume=args.resume, run_dir=args.run_dir,
+                    runs_root=args.runs, progress=not args.no_progress)
+    except Interrupted as stop:
+        print(f"interrupted at step {stop.step}; checkpoint written: {stop.path}\n"
+              f"continue with: genforge train --resume {stop.path.parent.parent if stop.path else '<run>'}",
+              file=sys.stderr)
+        return 128 + int(stop.signum)
+    print(f"run directory: {out}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from genforge.data.grid import save_grid
+    from genforge.data.io import write_image
+    from genforge.deploy.infer import Generation
+    if args.n < 1 or args.n > 100_000:
+        raise UserError("-n must be between 1 and 100000")
+    gen = Generation(args.model, device=args.device)
+    out = Path(args.output)
+    if args.interpolate:
+        if args.interpolate < 2:
+            raise UserError("--interpolate needs at least 2 steps")
+        images = gen.interpolate(args.rows, args.interpolate, label=args.label, seed=args.seed)
+        nrow = args.interpolate
+    else:
+        images = gen.generate(args.n, label=args.label, seed=args.seed)
+        nrow = args.nrow
+    if args.output.endswith(("/", "\\")) or out.is_dir():
+        from genforge.data.grid import to_uint8
+        for i, img in enumerate(images):
+            write_image(out / f"sample_{i:05d}.png", to_uint8((img + 1) / 2))
+        print(f"wrote {len(images)} images to {out}/")
+    else:
+        if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"):
+            raise UserError(f"-o {out}: give an image file name (.png) or a folder ending in /")
+        save_grid(images, out, nrow=nrow)
+        print(f"wrote {out} ({len(images)} samples)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from genforge.evaluate import evaluate, format_table, parse_metrics, write_report
+    metrics = parse_metrics(args.metrics)
+    result = evaluate(args.model, metrics, n=args.n, features=args.features, seed=args.seed)
+    print(format_table(result))
+    print(f"wrote {write_report(result, args.model, args.output)}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from genforge.deploy.pretrained import export_folder
+    card = Path(args.card).read_text() if args.card else None
+    out = export_folder(args.model, args.output, description=args.description, card=card)
+    print(f"wrote model folder {out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from genforge.demo import run_demo
+    run_demo(Path(args.output), steps=args.steps)
+    return 0
+
+
+def _table(header, rows) -> None:
+    rows = [tuple(header)] + [tuple(r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genforge", description="Train, evaluate and deploy generative image models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("datasets", help="list bundled datasets")
+    s.set_defaults(func=cmd_datasets)
+    s = sub.add_parser("models", help="list shipped pretrained models")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("train", help="train from a YAML config")
+    s.add_argument("config", nargs="?", help="YAML preset (optional with --resume)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.steps=500")
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    s.add_argument("--run-dir", help="run directory (default: runs/<name>-<time>)")
+    s.add_argument("--runs", default="runs", help="parent of new run directories")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a generator")
+    s.add_argument("model", help="shipped model name, model folder or run directory")
+    s.add_argument("-n", type=int, default=64, help="number of samples")
+    s.add_argument("-o", "--output", required=True, help="grid PNG, or a folder ending in / for one PNG per sample")
+    s.add_argument("--label", type=int, help="class label (conditional models)")
+    s.add_argument("--interpolate", type=int, metavar="STEPS", help="latent interpolation rows with STEPS images each")
+    s.add_argument("--rows", type=int, default=8, help="rows for --interpolate")
+    s.add_argument("--nrow", type=int, default=8, help="images per grid row")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("eval", help="FID/KID, class coverage and accuracy of a generator")
+    s.add_argument("model", help="shipped model name, model folder or run directory")
+    s.add_argument("--metrics", default="fid,kid", help="comma list of: fid, kid, coverage, accuracy")
+    s.add_argument("-n", type=int, default=2000, help="generated samples")
+    s.add_argument("--features", default="auto", help="feature network: digits, torchscript:PATH, inception:WEIGHTS")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", help="report path (default: RUN_DIR/eval.json or ./eval.json)")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("export", help="write a model folder (config.json, model.safetensors, README.md)")
+    s.add_argument("model", help="run directory, checkpoint or model")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--description", default="")
+    s.add_argument("--card", help="Markdown model card to use as README.md")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("demo", help="train a small GAN on digits and show what genforge does")
+    s.add_argument("-o", "--output", default="demo_out")
+    s.add_argument("--steps", type=int, default=1500)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

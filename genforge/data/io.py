@@ -1,0 +1,226 @@
+"""Reading and writing single image files.
+
+Every image in genforge passes through here as an H x W x C numpy array (C in 1, 3, 4), so the
+rest of the package never deals with Pillow modes. 16-bit data stays 16-bit end to end (see
+``_png16`` for why Pillow alone is not enough). Any unreadable file becomes one
+``BadImageError`` whose message names the file, so a bad file in a large folder is reported as
+one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from genforge.data import _png16
+from genforge.errors import BadImageError, UserError
+
+IMAGE_EXTENSIONS = {
+    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
+}  # fmt: skip
+
+_ORIENTATION_TAG = 0x0112
+_NO_ALPHA = {".jpg", ".jpeg", ".bmp", ".ppm", ".pgm"}  # Pillow cannot store (or re-read) alpha
+_GREY16 = {".png", ".tif", ".tiff", ".ppm", ".pgm"}  # Pillow writes 16-bit grey ("I;16")
+_SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"lossless": True}}
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file to H x W x C uint8 (or uint16 for 16-bit sources).
+
+    C is 1 (grey), 3 (RGB) or 4 (RGBA; grey+alpha is replicated to RGBA so callers only handle
+    three layouts). EXIF orientation is applied, so the array is the picture as people see it.
+    ``max_pixels`` is checked from the header before any pixel is decoded.
+    """
+    path = Path(path)
+    try:
+        return _read(path, max_pixels)
+    except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
+        raise BadImageError(f"bad image '{path}': {_reason(exc)}") from exc
+
+
+def _read(path: Path, max_pixels: int | None) -> np.ndarray:
+    with open(path, "rb") as f:
+        start = f.read(33)
+    if not start:
+        raise ValueError("empty file")
+    head = _png16.header(start)
+    if head is not None and head[2] == 16 and head[3] != 0:  # 16-bit colour: Pillow drops bits
+        image, exif_bytes = _png16.decode(path.read_bytes(), max_pixels)
+        orientation = 1
+        if exif_bytes:
+            exif = Image.Exif()
+            exif.load(exif_bytes)
+            orientation = exif.get(_ORIENTATION_TAG, 1)
+    elif start.startswith(_png16.SIGNATURE) and head is None:
+        raise ValueError("truncated or corrupt PNG header")
+    else:
+        with Image.open(path) as im:  # lazy: only the header has been read so far
+            width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ValueError(f"too large ({width}x{height} pixels, limit {max_pixels})")
+            im.load()
+            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+            image = _pil_to_array(im)
+    if image.shape[2] == 2:
+        image = image[:, :, [0, 0, 0, 1]]
+    return np.ascontiguousarray(_orient(image, orientation))
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)[:, :, None]
+    if mode == "I":
+        array = np.asarray(im)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError("32-bit integer pixels outside 0..65535 are unsupported")
+        return array.astype(np.uint16)[:, :, None]
+    if mode == "F":
+        array = np.asarray(im)
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ValueError("floating-point pixels outside [0, 1] are unsupported")
+        return from_float(array, np.uint16)[:, :, None]
+    transparent = "transparency" in im.info
+    if mode in ("1", "L") and not transparent:
+        target = "L"
+    elif mode in ("LA", "La"):
+        target = "LA"
+    elif mode in ("PA", "RGBA", "RGBa") or transparent:
+        target = "RGBA"
+    else:  # RGB, P, CMYK, YCbCr, LAB, HSV, RGBX ...
+        target = "RGB"
+    array = np.asarray(im if im.mode == target else im.convert(target))
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (same result as ``PIL.ImageOps.exif_transpose``)."""
+    if orientation in (5, 6, 7, 8):
+        image = image.swapaxes(0, 1)  # transpose; then flip to reach the other three
+    flips = {2: (1,), 3: (0, 1), 4: (0,), 6: (1,), 7: (0, 1), 8: (0,)}.get(orientation, ())
+    return np.flip(image, flips) if flips else image
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image or unsupported format"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "too large (decompression bomb guard)"
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return "truncated file"
+    return text or type(exc).__name__
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write H x W x C or H x W uint8/uint16 pixels; the format follows the suffix.
+
+    The file appears complete or not at all (temp file + ``os.replace``), so a crash or a
+    full disk never leaves a half-written sample that a later run would trip over. What a
+    format cannot store is converted: 16 bits fall to 8 except for PNG (all) and grey
+    TIFF/PPM/PGM, and alpha is composited on white for JPEG, BMP, PPM and PGM.
+    """
+    path = Path(path)
+    image = _check_array(array)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        known = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise UserError(f"cannot write image '{path}': unknown format '{suffix}' (use {known})")
+    data = _encode(image, suffix)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write image '{path}': {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_array(array: np.ndarray) -> np.ndarray:
+    image = np.asarray(array)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape:
+        raise ValueError(f"expected an H x W x C image with C in 1, 3, 4; got {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected uint8 or uint16 pixels, got {image.dtype}")
+    return image
+
+
+def _encode(image: np.ndarray, suffix: str) -> bytes:
+    if image.dtype == np.uint16 and suffix == ".png":
+        return _png16.encode(image)
+    if image.shape[2] == 4 and suffix in _NO_ALPHA:
+        pixels = to_float(image)
+        rgb, alpha = pixels[:, :, :3], pixels[:, :, 3:]
+        image = from_float(rgb * alpha + (1.0 - alpha), image.dtype)
+    if image.dtype == np.uint16 and not (image.shape[2] == 1 and suffix in _GREY16):
+        image = from_float(to_float(image), np.uint8)
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    buffer = io.BytesIO()
+    pil.save(buffer, format=Image.registered_extensions()[suffix], **_SAVE_OPTIONS.get(suffix, {}))
+    return buffer.getvalue()
+
+
+def to_float(array: np.ndarray) -> np.ndarray:
+    """uint8/uint16 pixels to float32 in [0, 1]; the scale follows the dtype, not the data."""
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32)
+    raise TypeError(f"cannot convert {array.dtype} pixels to float")
+
+
+def from_float(array: np.ndarray, dtype: type | np.dtype = np.uint8) -> np.ndarray:
+    """Float pixels in [0, 1] to uint8/uint16, rounding to nearest and clipping out-of-range."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"cannot convert float pixels to {dtype}")
+    top = np.iinfo(dtype).max
+    scaled = np.nan_to_num(np.asarray(array, np.float32), nan=0.0) * top
+    return np.rint(np.clip(scaled, 0, top)).astype(dtype)
+
+
+def list_image_files(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` by extension, recursively, in a stable sorted order.
+
+    Hidden files and folders are skipped: they are editor backups, ``.git`` or our own
+    half-written temp files, never training data. Symlinked folders are followed once.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"not a directory: '{root}'")
+    found, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop or a second link to the same folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [
+            Path(folder, name)
+            for name in files
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+        ]
+    return sorted(found)

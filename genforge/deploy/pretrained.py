@@ -1,0 +1,127 @@
+"""Model folders (config.json + model.safetensors + README.md) and loading by name or path.
+
+A shipped model is a folder under genforge/pretrained/. A training run directory is accepted
+wherever a model folder is: its latest checkpoint's exported weights are read with
+weights_only=True. Nothing here executes code from a file."""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import TypeAdapter, ValidationError
+from safetensors.torch import load_file, save_file
+
+from genforge.engine import checkpoint
+from genforge.errors import UserError
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+FORMAT = 1
+TASK_KINDS = {"gan": "generation", "vae": "generation"}
+
+
+@dataclass
+class ModelSource:
+    name: str
+    config: dict          # the resolved run config (model, task, data, train, ...)
+    state: dict           # the export module's weights
+    card: str = ""
+
+
+def list_models() -> list[dict]:
+    """Every shipped model: name, task, description."""
+    out = []
+    for folder in sorted(PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else []:
+        cfg_file = folder / "config.json"
+        if cfg_file.is_file():
+            meta = json.loads(cfg_file.read_text())
+            out.append({"name": folder.name, "task": meta.get("task"), "model": meta["run"]["model"]["name"],
+                        "description": meta.get("description", "")})
+    return out
+
+
+def _read_folder(folder: Path) -> ModelSource:
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+        state = load_file(str(folder / "model.safetensors"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read model folder {folder}: {err}") from None
+    card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
+    return ModelSource(folder.name, meta["run"], state, card)
+
+
+def _read_run(run_dir: Path) -> ModelSource:
+    last = checkpoint.latest(run_dir)
+    if last is None:
+        raise UserError(f"run {run_dir} has no checkpoint yet")
+    ckpt = checkpoint.load(last)
+    if "export" not in ckpt or "config" not in ckpt:
+        raise UserError(f"{last} is not a genforge checkpoint")
+    return ModelSource(run_dir.name, ckpt["config"], ckpt["export"])
+
+
+def read_source(name_or_path: str) -> ModelSource:
+    path = Path(name_or_path)
+    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+        return _read_folder(path)
+    if (path / "checkpoints").is_dir() or (path / "config.yaml").is_file():
+        return _read_run(path)
+    if path.suffix == ".pt" and path.is_file():
+        ckpt = checkpoint.load(path)
+        if "export" not in ckpt:
+            raise UserError(f"{path} is not a genforge checkpoint")
+        return ModelSource(path.stem, ckpt["config"], ckpt["export"])
+    if (PRETRAINED_DIR / name_or_path / "config.json").is_file() and "/" not in name_or_path:
+        return _read_folder(PRETRAINED_DIR / name_or_path)
+    names = ", ".join(m["name"] for m in list_models()) or "none"
+    raise UserError(f"no model {name_or_path!r}: not a shipped model ({names}), a model folder or a run directory")
+
+
+def build_export_module(source: ModelSource, device="cpu") -> torch.nn.Module:
+    """Rebuild the network from the config alone and load its weights."""
+    from genforge.config import ModelConfig
+    from genforge.models import build_generator
+    try:
+        model_cfg = TypeAdapter(ModelConfig).validate_python(source.config["model"])
+    except (ValidationError, KeyError) as err:
+        raise UserError(f"model {source.name!r}: its config does not describe a known network ({err})") from None
+    module = build_generator(model_cfg)
+    try:
+        module.load_state_dict(source.state)
+    except RuntimeError as err:
+        raise UserError(f"model {source.name!r}: weights do not fit its config: "
+                        f"{str(err).splitlines()[0]}") from None
+    return module.to(device).eval()
+
+
+def export_folder(run_or_model: str, out: str | Path, *, description: str = "", card: str | None = None) -> Path:
+    """Write a model folder atomically (built beside `out`, then renamed into place)."""
+    source = read_source(run_or_model)
+    build_export_module(source)  # refuse to export what cannot be loaded back
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"output {out} exists and is not empty")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        meta = {"genforge_format": FORMAT, "task": TASK_KINDS.get(source.config["task"]["kind"], "other"),
+                "description": description, "run": source.config}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in source.state.items()}, str(tmp / "model.safetensors"))
+        (tmp / "README.md").write_text(card if card is not None else default_card(out.name, source, description))
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def default_card(name: str, source: ModelSource, description: str) -> str:
+    cfg = source.config
+    return (f"# {name}\n\n{description}\n\n- task: {cfg['task']['kind']}\n- model: {cfg['model']['name']}\n"
+            f"- data: {cfg['data']['dataset']} ({cfg['data']['split']})\n- steps: {cfg['train']['steps']}\n")

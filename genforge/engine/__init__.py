@@ -1,0 +1,3 @@
+from genforge.engine.fit import fit
+
+__all__ = ["fit"]

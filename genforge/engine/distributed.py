@@ -1,0 +1,101 @@
+"""Device choice and torchrun-launched data parallelism (gloo on CPU, nccl on GPU).
+
+Gradients are averaged explicitly (`all_reduce_grads`) instead of wrapping networks in DDP:
+GAN steps run the discriminator several times per step (real, fake, gradient penalty), which
+DDP's one-forward-one-backward bookkeeping handles poorly."""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from genforge.errors import UserError
+            raise UserError("device 'cuda' requested but CUDA is not available here")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def set_cpu_threads(threads: int = 0, world_size: int = 1) -> None:
+    """Share the cores this process may use between the local processes."""
+    if threads <= 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (cores or 1) // max(1, world_size))
+    torch.set_num_threads(threads)
+
+
+def init(device: str = "auto") -> Dist:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Dist(device=select_device(device))
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = select_device(device, local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return Dist(rank=rank, world_size=world_size, device=dev)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_enabled() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Start every rank from rank 0's weights."""
+    if is_enabled():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def all_reduce_grads(params) -> None:
+    if not is_enabled():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def all_true(flag: bool, device: torch.device) -> bool:
+    """True only if `flag` holds on every rank, so that ranks skip steps together."""
+    if not is_enabled():
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def barrier() -> None:
+    if is_enabled():
+        dist.barrier()

@@ -1,0 +1,190 @@
+"""The one training loop. It knows only the Task interface (genforge/tasks/base.py):
+devices, distribution, checkpoints, logging, callbacks, interruption and non-finite recovery
+live here; everything model-specific lives in the task."""
+
+import copy
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genforge.engine import checkpoint, distributed
+from genforge.engine.logging import RunLogger
+from genforge.errors import UserError
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was written."""
+
+    def __init__(self, signum: int, step: int, path: Path | None):
+        super().__init__(f"interrupted at step {step}")
+        self.signum, self.step, self.path = signum, step, path
+
+
+class Diverged(UserError):
+    pass
+
+
+def rng_state() -> dict:
+    """Every RNG a step may draw from, in types torch.load(weights_only=True) accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so a step is never cut in half."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _mean_metrics(sums: dict, counts: dict) -> dict[str, float]:
+    return {k: float(sums[k]) / counts[k] for k in sums}
+
+
+def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | None = None,
+        callbacks=(), resume: Path | None = None, config: dict | None = None,
+        progress: bool = True) -> int:
+    """Train `task` for cfg.steps steps on `batches` (an object with .batch(step) -> dict).
+
+    Returns the final step. Raises Interrupted after checkpointing on SIGINT/SIGTERM."""
+    dist = dist or distributed.Dist()
+    run_dir = Path(run_dir) if run_dir else None
+    step = 0
+    if resume is not None:
+        state = checkpoint.load(resume, map_location=dist.device)
+        task.load_state_dict(state["task"])
+        step = int(state["step"])
+        if dist.world_size == 1 or "rng" not in state:
+            set_rng_state(state["rng"])
+        else:  # only rank 0's generator state is saved; other ranks reseed deterministically
+            set_rng_state(state["rng"]) if dist.is_main else seed_everything(hash((step, dist.rank)) % 2**31)
+    for net in task.networks.values():
+        distributed.broadcast_module(net)
+
+    writes = dist.is_main and run_dir is not None
+    logger = RunLogger(run_dir, total_steps=cfg.steps, start_step=step, enabled=writes, progress=progress)
+    # where to go back to after repeated non-finite steps, until a checkpoint exists
+    has_checkpoint = run_dir is not None and checkpoint.latest(run_dir) is not None
+    fallback = None if has_checkpoint else copy.deepcopy(task.state_dict())
+
+    def save(at: int) -> Path | None:
+        nonlocal fallback
+        if not writes:
+            return None
+        task_state = task.state_dict()
+        if not checkpoint.is_finite_state(task_state):
+            logger.message(f"step {at}: weights are not finite; checkpoint not written")
+            return None
+        path = checkpoint.path_for(run_dir, at)
+        checkpoint.save_atomic({"format": 1, "step": at, "task": task_state,
+                                "export": task.export_module().state_dict(),
+                                "rng": rng_state(), "config": config}, path)
+        checkpoint.prune(run_dir, cfg.keep_last)
+        fallback = None
+        return path
+
+    for cb in callbacks:
+        cb.on_start(step, task, logger)
+    sums, counts = {}, {}
+    bad_streak, restores = 0, 0
+    timer, images_seen = time.perf_counter(), 0
+    try:
+        with _StopFlag() as stop:
+            while step < cfg.steps:
+                batch = batches.batch(step)
+                task.begin_step()
+                metrics = task.training_step(batch, step)
+                step += 1
+                images_seen += len(batch["image"])
+                if task.skipped_step:
+                    bad_streak += 1
+                    logger.message(f"step {step}: non-finite loss, step skipped ({bad_streak} in a row)")
+                    logger.scalars(step, {"skipped": 1.0}, kind="nonfinite")
+                    if bad_streak >= cfg.max_nonfinite:
+                        restores += 1
+                        if restores > 3:
+                            raise Diverged(f"training diverged: non-finite losses persist after "
+                                           f"{restores - 1} restores with lower learning rates")
+                        last = checkpoint.latest(run_dir) if run_dir else None
+                        good = checkpoint.load(last, map_location=dist.device)["task"] if last else fallback
+                        task.load_state_dict(good)
+                        task.scale_learning_rate(0.5)
+                        logger.message(f"step {step}: restored {'step ' + last.stem if last else 'the start'}"
+                                       f" and halved the learning rates")
+                        bad_streak = 0
+                else:
+                    bad_streak = 0
+                    for k, v in metrics.items():  # tensors stay on the device: no sync per step
+                        sums[k] = sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v)
+                        counts[k] = counts.get(k, 0) + 1
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    means = _mean_metrics(sums, counts)
+                    elapsed = time.perf_counter() - timer
+                    means["images_per_s"] = images_seen * dist.world_size / max(elapsed, 1e-9)
+                    means.update(task.learning_rates())
+                    logger.scalars(step, means)
+                    logger.advance({k: v for k, v in means.items() if k.startswith("loss")})
+                    sums, counts, timer, images_seen = {}, {}, time.perf_counter(), 0
+                else:
+                    logger.advance()
+                for cb in callbacks:
+                    cb.on_step(step, task, logger)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    save(step)
+                stopping = stop.signum is not None
+                if dist.enabled:
+                    stopping = not distributed.all_true(not stopping, dist.device)
+                if stopping and step < cfg.steps:
+                    path = save(step)
+                    logger.message(f"interrupted at step {step}; checkpoint {path}")
+                    raise Interrupted(stop.signum or signal.SIGTERM, step, path)
+        for cb in callbacks:
+            cb.on_end(step, task, logger)
+    finally:
+        logger.close()
+    distributed.barrier()
+    return step
+
+

@@ -1,0 +1,103 @@
+"""`genforge eval`: score a generator against its real data.
+
+fid/kid use the pluggable feature network; coverage and accuracy use the shipped digits
+classifier (fraction of samples per predicted class; fraction classified as the requested label)."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from genforge.data import load_dataset
+from genforge.deploy.infer import Generation
+from genforge.engine.checkpoint import save_text
+from genforge.errors import UserError
+
+METRICS = ("fid", "kid", "coverage", "accuracy")
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise UserError(f"unknown metric {', '.join(bad) or '(none)'}; choose from {', '.join(METRICS)}")
+    return names
+
+
+def real_images(cfg: dict) -> torch.Tensor:
+    model, data = cfg["model"], cfg["data"]
+    images = load_dataset(data["dataset"], image_size=model["image_size"], channels=model["channels"],
+                          split=data.get("split", "train")).images
+    return images.float().div(127.5).sub(1.0)
+
+
+def _classifier(cfg: dict):
+    if cfg["data"]["dataset"] != "digits":
+        raise UserError("coverage and accuracy need the digits classifier: only for models trained on digits")
+    from genforge.metrics.digits_net import load_digits_net
+    return load_digits_net()
+
+
+@torch.inference_mode()
+def _predict(net, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([net(images[i:i + 512]).argmax(1) for i in range(0, len(images), 512)])
+
+
+def evaluate(model: str, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0) -> dict:
+    gen = Generation(model, device="cpu")
+    cfg = gen.source.config
+    result: dict = {"model": model, "n": n, "seed": seed}
+    if "fid" in metrics or "kid" in metrics:
+        from genforge.metrics.fid import feature_network, fid_kid
+        spec = ("digits" if cfg["data"]["dataset"] == "digits" else None) if features == "auto" else features
+        if spec is None:
+            raise UserError("no feature network for this dataset: pass --features torchscript:PATH "
+                            "or inception:WEIGHTS")
+        real = real_images(cfg)
+        net = feature_network(spec, "cpu")
+        scores = fid_kid(real, gen.generate(n, seed=seed), net)
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(real), generator=g)
+        half = len(real) // 2
+        reference = fid_kid(real[perm[:half]], real[perm[half:2 * half]], net)
+        result["features"] = spec
+        for m in ("fid", "kid"):
+            if m in metrics:
+                result[m] = scores[m]
+                result[f"{m}_real_halves"] = reference[m]
+        if "kid" in metrics:
+            result["kid_std"] = scores["kid_std"]
+    if "coverage" in metrics:
+        pred = _predict(_classifier(cfg), gen.generate(n, seed=seed + 1))
+        frac = torch.bincount(pred, minlength=10).float() / len(pred)
+        result["coverage"] = {str(c): round(float(f), 4) for c, f in enumerate(frac)}
+        result["coverage_min"] = float(frac.min())
+    if "accuracy" in metrics:
+        if not gen.num_classes:
+            raise UserError("accuracy needs a class-conditional model")
+        net, per_label, total = _classifier(cfg), {}, 0
+        for label in range(gen.num_classes):
+            pred = _predict(net, gen.generate(max(1, n // gen.num_classes), label=label, seed=seed + 2 + label))
+            per_label[str(label)] = float((pred == label).float().mean())
+            total += per_label[str(label)]
+        result["accuracy"] = total / gen.num_classes
+        result["accuracy_per_label"] = per_label
+    return result
+
+
+def write_report(result: dict, model: str, out: str | None) -> Path:
+    path = Path(out) if out else (Path(model) / "eval.json" if Path(model).is_dir() and
+                                  (Path(model) / "checkpoints").is_dir() else Path("eval.json"))
+    save_text(path, json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def format_table(result: dict) -> str:
+    rows = [("metric", "value")]
+    for k, v in result.items():
+        if isinstance(v, float):
+            rows.append((k, f"{v:.4f}"))
+        elif isinstance(v, dict):
+            rows.append((k, " ".join(f"{a}:{b:.3f}" for a, b in v.items())))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)

@@ -1,0 +1,24 @@
+import torch
+import torch.nn.functional as F
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Differentiable L1 (Lai et al. 2017, LapSRN)."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def reconstruction(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image reconstruction error summed over pixels (the ELBO's likelihood term), batch mean.
+
+    Images are in [-1, 1]; "bce" treats (x + 1) / 2 as Bernoulli means, "mse" is a unit Gaussian."""
+    if kind == "bce":
+        p = ((pred + 1) / 2).clamp(1e-6, 1 - 1e-6)
+        t = (target + 1) / 2
+        per_pixel = F.binary_cross_entropy(p, t, reduction="none")
+    elif kind == "mse":
+        per_pixel = 0.5 * (pred - target) ** 2
+    elif kind == "l1":
+        per_pixel = (pred - target).abs()
+    else:
+        raise ValueError(f"unknown reconstruction loss {kind!r}")
+    return per_pixel.flatten(1).sum(1).mean()

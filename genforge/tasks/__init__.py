@@ -1,0 +1,14 @@
+"""Task families by config `task.kind`, registered explicitly."""
+
+from genforge.tasks.base import Task
+from genforge.tasks.gan import GANTask
+from genforge.tasks.vae import VAETask
+
+TASKS = {"gan": GANTask, "vae": VAETask}
+
+
+def build_task(cfg, device) -> Task:
+    return TASKS[cfg.task.kind](cfg, device)
+
+
+__all__ = ["Task", "GANTask", "VAETask", "TASKS", "build_task"]

@@ -1,0 +1,137 @@
+"""The Task interface the engine trains (see DESIGN.md).
+
+A task owns its networks, optimizers, schedulers, EMA and losses, and steps its own optimizers
+(GAN alternation and n_critic need it). Subclasses fill the dicts and write training_step."""
+
+import math
+
+import torch
+from torch import nn
+
+from genforge.data.augment import Augment
+from genforge.engine import distributed
+from genforge.engine.ema import EMA
+
+
+def make_optimizer(optim_cfg, params) -> torch.optim.Optimizer:
+    if optim_cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=optim_cfg.learning_rate)
+    return torch.optim.Adam(params, lr=optim_cfg.learning_rate, betas=tuple(optim_cfg.betas))
+
+
+def make_scheduler(optimizer, optim_cfg, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """constant, or constant until decay_start * total_steps then cosine/linear down to 0."""
+    start = int(optim_cfg.decay_start * total_steps)
+    kind = optim_cfg.schedule
+
+    def factor(step: int) -> float:
+        if kind == "constant" or step < start:
+            return 1.0
+        t = min(1.0, (step - start) / max(1, total_steps - start))
+        return 0.5 * (1 + math.cos(math.pi * t)) if kind == "cosine" else 1.0 - t
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Task:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.ema: EMA | None = None
+        self.skipped_step = False  # set by a step whose loss was not finite
+
+    # --- what subclasses implement -------------------------------------------------------
+    def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict) -> dict[str, float]:
+        return {}
+
+    def export_module(self) -> nn.Module:
+        """The network deployment receives (for generators: the EMA copy when there is one)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample_images(self, n: int) -> torch.Tensor | None:
+        """A fixed set of outputs for sample grids, or None."""
+        return None
+
+    # --- shared machinery -----------------------------------------------------------------
+    def optimize(self, name: str, loss: torch.Tensor) -> bool:
+        """zero_grad, backward, average gradients across processes, step; refuse non-finite losses.
+
+        Returns False (and leaves the weights untouched) when the loss is not finite anywhere."""
+        opt = self.optimizers[name]
+        finite = distributed.all_true(bool(torch.isfinite(loss.detach())), self.device)
+        if not finite:
+            self.skipped_step = True
+            return False
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in opt.param_groups for p in group["params"]]
+        distributed.all_reduce_grads(params)
+        opt.step()
+        self.schedulers[name].step()
+        return True
+
+    def begin_step(self) -> None:
+        self.skipped_step = False
+        for net in self.networks.values():
+            net.train()
+
+    def learning_rates(self) -> dict[str, float]:
+        return {f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.optimizers.items()}
+
+    def scale_learning_rate(self, factor: float) -> None:
+        for name, opt in self.optimizers.items():
+            sched = self.schedulers[name]
+            sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+            for group in opt.param_groups:
+                group["lr"] *= factor
+
+    def state_dict(self) -> dict:
+        state = {
+            "networks": {k: v.state_dict() for k, v in self.networks.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            for k, net in self.networks.items():
+                net.load_state_dict(state["networks"][k])
+            for k, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][k])
+            for k, sched in self.schedulers.items():
+                sched.load_state_dict(state["schedulers"][k])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            from genforge.errors import UserError
+            first = str(err).strip().splitlines()[0][:300]
+            raise UserError(f"checkpoint does not fit this model: {first}") from None
+
+
+class GenerativeTask(Task):
+    """A task whose export module maps z [+ labels] to images (GANs, the VAE decoder)."""
+
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(device)
+        self.num_classes = cfg.model.num_classes
+        self.augment = Augment(**cfg.data.augment.model_dump())
+        g = torch.Generator().manual_seed(cfg.seed + 12345)  # fixed z: grids comparable over time
+        self.grid_z = torch.randn(64, cfg.model.latent_dim, generator=g).to(device)
+
+    @torch.no_grad()
+    def sample_images(self, n: int = 64) -> torch.Tensor:
+        gen = self.export_module()
+        was_training = gen.training
+        gen.eval()
+        labels = (torch.arange(n, device=self.device) % self.num_classes,) if self.num_classes else ()
+        out = gen(self.grid_z[:n], *labels)
+        gen.train(was_training)
+        return out

@@ -1,0 +1,62 @@
+"""Adversarial training of a generator against a discriminator: GAN (BCE), WGAN (weight
+clipping), WGAN-GP, hinge and least squares, unconditional or class-conditional.
+
+One training step is one discriminator update; the generator is updated every n_critic steps."""
+
+import torch
+from torch import nn
+
+from genforge.engine.ema import EMA
+from genforge.losses import clip_weights, d_loss, g_loss, gradient_penalty
+from genforge.models import Discriminator, Generator
+from genforge.tasks.base import GenerativeTask, make_optimizer, make_scheduler
+
+
+class GANTask(GenerativeTask):
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(cfg, device)
+        self.cfg = cfg.task
+        self.conditional = cfg.model.num_classes > 0
+        G = Generator(cfg.model).to(device)
+        D = Discriminator(cfg.model).to(device)
+        self.networks = {"g": G, "d": D}
+        self.optimizers = {"g": make_optimizer(self.cfg.g_optim, G.parameters()),
+                           "d": make_optimizer(self.cfg.d_optim, D.parameters())}
+        self.schedulers = {"g": make_scheduler(self.optimizers["g"], self.cfg.g_optim, cfg.train.steps),
+                           "d": make_scheduler(self.optimizers["d"], self.cfg.d_optim, cfg.train.steps)}
+        self.ema = EMA(G, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+
+    def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        G, D = self.networks["g"], self.networks["d"]
+        kind = self.cfg.loss
+        real = self.augment(batch["image"])
+        labels = batch.get("label") if self.conditional else None
+        extra = (labels,) if labels is not None else ()
+        z = torch.randn(real.shape[0], G.latent_dim, device=self.device)
+
+        with torch.no_grad():
+            fake = G(z, *extra)
+        d_real, d_fake = D(real, *extra), D(fake, *extra)
+        loss_d = d_loss(kind, d_real, d_fake)
+        metrics = {"d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
+        if kind == "wgan-gp":
+            gp = gradient_penalty(D, real, fake, *extra)
+            loss_d = loss_d + self.cfg.gp_weight * gp
+            metrics["gp"] = gp.detach()
+        metrics["loss_d"] = loss_d.detach()
+        self.optimize("d", loss_d)
+        if kind == "wgan":
+            clip_weights(D, self.cfg.clip)
+
+        if (step + 1) % self.cfg.n_critic == 0:
+            D.requires_grad_(False)  # no gradients for D's weights during the G step
+            z = torch.randn(real.shape[0], G.latent_dim, device=self.device)
+            loss_g = g_loss(kind, D(G(z, *extra), *extra))
+            D.requires_grad_(True)
+            if self.optimize("g", loss_g) and self.ema is not None:
+                self.ema.update(G)
+            metrics["loss_g"] = loss_g.detach()
+        return metrics
+
+    def export_module(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.networks["g"]

@@ -1,0 +1,113 @@
+"""`genforge train`: validate everything, then create the run directory and hand over to fit().
+
+Everything that can fail because of the user's input (config, data, resume directory) is checked
+before the run directory exists, so a bad invocation leaves nothing half-written."""
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from genforge import config as C
+from genforge.data import load_dataset
+from genforge.engine import checkpoint, distributed
+from genforge.engine.batches import EpochBatches
+from genforge.engine.callbacks import GenerationMetrics, SampleGrid
+from genforge.engine.fit import fit, seed_everything
+from genforge.errors import ConfigError, UserError
+from genforge.tasks import build_task
+
+
+def resolve_config(config_path: str | None, overrides: list[str], resume: str | None) -> C.RunConfig:
+    if resume is None:
+        if config_path is None:
+            raise UserError("train needs a config file (or --resume RUN_DIR)")
+        return C.load_config(config_path, overrides)
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"cannot resume: {run_dir} is not a run directory (no config.yaml)")
+    if checkpoint.latest(run_dir) is None:
+        raise UserError(f"cannot resume: {run_dir} has no checkpoint yet")
+    saved = C.validate(C.read_yaml(run_dir / "config.yaml"))
+    if config_path is not None:
+        given = C.load_config(config_path, overrides)
+        if given.model != saved.model or given.task.kind != saved.task.kind:
+            raise ConfigError(f"config error: {config_path} describes another model than the run "
+                              f"{run_dir} (model section differs); resume with the run's own config")
+    raw = saved.model_dump(mode="json")
+    return C.validate(C.apply_overrides(raw, list(overrides)))
+
+
+def new_run_dir(cfg: C.RunConfig, root: Path) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = root / f"{cfg.name}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = root / f"{cfg.name}-{stamp}-{n}"
+    return path
+
+
+def generation_evaluator(cfg: C.RunConfig, images: torch.Tensor, device):
+    """FID/KID against the training images with the configured feature network, or None."""
+    spec = cfg.train.features
+    if spec == "none":
+        return None
+    if spec == "auto":
+        if cfg.data.dataset != "digits":
+            return None
+        spec = "digits"
+    from genforge.metrics.fid import FIDEvaluator, feature_network
+    real = images.float().div(127.5).sub(1.0)
+    return FIDEvaluator(real, feature_network(spec, device))
+
+
+def train(config_path: str | None = None, overrides: list[str] = (), *, resume: str | None = None,
+          run_dir: str | None = None, runs_root: str = "runs", progress: bool = True,
+          callbacks=()) -> Path:
+    cfg = resolve_config(config_path, list(overrides), resume)
+    dist = distributed.init(cfg.train.device)
+    distributed.set_cpu_threads(cfg.train.threads, int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
+    seed_everything(cfg.seed + dist.rank)
+    conditional = cfg.model.num_classes > 0
+    data = load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
+                        split=cfg.data.split, labels=conditional)
+    if conditional and data.num_classes != cfg.model.num_classes:
+        raise ConfigError(f"config error: model.num_classes: is {cfg.model.num_classes} but dataset "
+                          f"{cfg.data.dataset!r} has {data.num_classes} classes")
+    if len(data) < cfg.train.batch_size * dist.world_size:
+        raise UserError(f"dataset {cfg.data.dataset!r} has {len(data)} images, fewer than one batch "
+                        f"({cfg.train.batch_size} x {dist.world_size} processes)")
+    task = build_task(cfg, dist.device)
+    batches = EpochBatches(data.images, data.labels, cfg.train.batch_size, seed=cfg.seed,
+                           device=dist.device, rank=dist.rank, world_size=dist.world_size)
+
+    if resume is not None:
+        out, start = Path(resume), checkpoint.latest(Path(resume))
+    else:
+        start = None
+        out = Path(run_dir) if run_dir else new_run_dir(cfg, Path(runs_root))
+        if dist.enabled:  # every rank must agree on rank 0's directory name
+            box = [str(out)]
+            torch.distributed.broadcast_object_list(box, src=0)
+            out = Path(box[0])
+        if out.exists() and any(out.iterdir()) and dist.is_main:
+            raise UserError(f"run directory {out} exists and is not empty (use --resume to continue it)")
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.save_text(out / "config.yaml", C.dump(cfg))
+        if data.class_names:
+            checkpoint.save_text(out / "classes.yaml", yaml.safe_dump(data.class_names))
+
+    callbacks = [SampleGrid(cfg.train.sample_every, out), *callbacks]
+    evaluator = generation_evaluator(cfg, data.images, dist.device) if dist.is_main else None
+    if evaluator is not None:
+        callbacks.append(GenerationMetrics(evaluator, cfg.train.eval_every, cfg.train.eval_samples,
+                                           seed=cfg.seed))
+    try:
+        fit(task, batches, cfg.train, run_dir=out, dist=dist, callbacks=callbacks, resume=start,
+            config=cfg.model_dump(mode="json"), progress=progress and dist.is_main)
+    finally:
+        distributed.shutdown()
+    return out
