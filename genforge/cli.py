@@ -5,6 +5,7 @@ its traceback."""
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -40,7 +41,8 @@ def cmd_train(args) -> int:
               f"continue with: genforge train --resume {stop.path.parent.parent if stop.path else '<run>'}",
               file=sys.stderr)
         return 128 + int(stop.signum)
-    print(f"run directory: {out}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run directory: {out}")
     return 0
 
 

@@ -22,7 +22,7 @@ from genforge.data.builtin import DATASETS
 from genforge.data.folders import read_folder
 from genforge.errors import UserError
 
-__all__ = ["ImageSet", "list_datasets", "load_dataset", "read_images"]
+__all__ = ["ImageSet", "list_datasets", "load_dataset", "read_images", "to_tensor"]
 
 _FOLDER = "folder:"
 _FOLDER_SPLITS = ("train", "all")

@@ -1,4 +1,7 @@
-"""Exponential moving average of a network's weights (as in ProGAN/StyleGAN sampling)."""
+"""Exponential moving average of a network's weights (as in ProGAN/StyleGAN sampling).
+
+The decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates, so that a short run's
+EMA is not dominated by the random initial weights."""
 
 import copy
 
@@ -9,18 +12,22 @@ from torch import nn
 class EMA:
     def __init__(self, module: nn.Module, decay: float):
         self.decay = decay
+        self.num_updates = 0
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        self.num_updates += 1
+        decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         for ema_p, p in zip(self.module.parameters(), module.parameters()):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+            ema_p.lerp_(p.detach(), 1.0 - decay)
         # running statistics of batch norm follow the live network
         for ema_b, b in zip(self.module.buffers(), module.buffers()):
             ema_b.copy_(b)
 
     def state_dict(self) -> dict:
-        return self.module.state_dict()
+        return {"module": self.module.state_dict(), "num_updates": self.num_updates}
 
     def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state)
+        self.module.load_state_dict(state["module"])
+        self.num_updates = int(state["num_updates"])

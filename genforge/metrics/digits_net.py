@@ -304,11 +304,12 @@ def train_digits_net(
             print(f"epoch {epoch + 1:3d}/{epochs}  loss {total / max(n, 1):.4f}  holdout acc {acc:.4f}", flush=True)
 
     net.eval()
+    x_aug = augment(x_te.clone(), torch.Generator().manual_seed(1234))
     summary = {
         "holdout_accuracy": _accuracy(net, x_te, y_te),
         "holdout_accuracy_16": _accuracy(net, resize_images(resize_images(x_te, 16), 32), y_te),
-        "holdout_accuracy_64": _accuracy(net, resize_images(real_digits(64)[0][te], 64), y_te),
-        "holdout_accuracy_augmented": _accuracy(net, augment(x_te.clone(), torch.Generator().manual_seed(1234)), y_te),
+        "holdout_accuracy_64": _accuracy(net, real_digits(64)[0][te], y_te),
+        "holdout_accuracy_augmented": _accuracy(net, x_aug, y_te),
         "train_accuracy": _accuracy(net, x_tr, y_tr),
         "holdout_size": int(len(te)),
         "seed": int(seed),
@@ -351,9 +352,7 @@ def load_digits_net(device: str | torch.device = "cpu", path: str | Path | None 
         state = load_file(str(p), device="cpu")
         net = DigitsNet(num_features=int(meta.get("num_features", 128)))
         net.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise UserError(f"cannot load DigitsNet weights from {p}: {exc}") from exc
-    except Exception as exc:  # safetensors raises its own error type for corrupt headers
+    except Exception as exc:  # OSError, safetensors' own header errors, state-dict mismatches
         raise UserError(f"cannot load DigitsNet weights from {p}: {exc}") from exc
     net.requires_grad_(False)
     return net.to(device).eval()

@@ -291,7 +291,9 @@ def fid_kid_from_features(
     real_f = real_features.detach().to("cpu", torch.float64)
     fake_f = fake_features.detach().to("cpu", torch.float64)
     if real_f.dim() != 2 or fake_f.dim() != 2 or real_f.shape[1] != fake_f.shape[1]:
-        raise ValueError(f"feature sets must be (N, D) with the same D, got {tuple(real_f.shape)} and {tuple(fake_f.shape)}")
+        raise ValueError(
+            f"feature sets must be (N, D) with the same D, got {tuple(real_f.shape)} and {tuple(fake_f.shape)}"
+        )
     n_real, n_fake = len(real_f), len(fake_f)
     if min(n_real, n_fake) < 2:
         raise UserError(f"FID/KID need at least 2 real and 2 generated images, got {n_real} and {n_fake}")

@@ -1,0 +1,198 @@
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from genforge.data import _png16
+from genforge.data.io import from_float, list_image_files, read_image, to_float, write_image
+from genforge.errors import BadImageError, UserError
+
+RNG = np.random.default_rng(0)
+
+
+def random_image(h, w, c, dtype=np.uint8):
+    return RNG.integers(0, np.iinfo(dtype).max + 1, (h, w, c), dtype=np.int64).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    "channels, dtype",
+    [(1, np.uint8), (3, np.uint8), (4, np.uint8), (1, np.uint16), (3, np.uint16), (4, np.uint16)],
+)
+def test_png_round_trip_is_exact(tmp_path, channels, dtype):
+    image = random_image(13, 21, channels, dtype)
+    write_image(tmp_path / "x.png", image)
+    back = read_image(tmp_path / "x.png")
+    assert back.dtype == dtype and back.shape == image.shape
+    np.testing.assert_array_equal(back, image)
+
+
+def test_two_dimensional_input_reads_back_as_one_channel(tmp_path):
+    image = random_image(5, 6, 1)[:, :, 0]
+    write_image(tmp_path / "g.png", image)
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png"), image[:, :, None])
+
+
+def test_palette_becomes_rgb_or_rgba(tmp_path):
+    pil = Image.fromarray(random_image(8, 9, 3)).convert("P")
+    pil.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), np.asarray(pil.convert("RGB")))
+    pil.save(tmp_path / "pt.png", transparency=0)
+    assert read_image(tmp_path / "pt.png").shape == (8, 9, 4)
+
+
+def test_grey_alpha_becomes_rgba_with_grey_replicated(tmp_path):
+    la = random_image(6, 7, 2)
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    back = read_image(tmp_path / "la.png")
+    np.testing.assert_array_equal(back, la[:, :, [0, 0, 0, 1]])
+
+
+def _png(width, height, ctype, body, interlace=0):
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, ctype, 0, 0, interlace)
+    chunks = [(b"IHDR", ihdr), (b"IDAT", zlib.compress(body)), (b"IEND", b"")]
+    return _png16.SIGNATURE + b"".join(_png16._chunk(k, v) for k, v in chunks)
+
+
+def _filter_row(kind, cur, prev, bpp):
+    """Reference PNG filter, straight from the specification."""
+    out = []
+    for i, value in enumerate(cur):
+        a = cur[i - bpp] if i >= bpp else 0
+        b = prev[i]
+        c = prev[i - bpp] if i >= bpp else 0
+        p = a + b - c
+        paeth = min((abs(p - a), 0, a), (abs(p - b), 1, b), (abs(p - c), 2, c))[2]
+        pred = [0, a, b, (a + b) // 2, paeth][kind]
+        out.append((value - pred) & 255)
+    return bytes([kind, *out])
+
+
+def test_own_decoder_handles_all_five_filters(tmp_path):
+    image = random_image(10, 7, 4, np.uint16)
+    rows = image.astype(">u2").view(np.uint8).reshape(10, -1).tolist()
+    prev, body = [0] * len(rows[0]), b""
+    for y, row in enumerate(rows):
+        body += _filter_row(y % 5, row, prev, bpp=8)
+        prev = row
+    (tmp_path / "f.png").write_bytes(_png(7, 10, 6, body))
+    np.testing.assert_array_equal(read_image(tmp_path / "f.png"), image)
+
+
+def test_interlaced_16_bit_colour_is_reported_unsupported(tmp_path):
+    (tmp_path / "i.png").write_bytes(_png(2, 2, 2, b"\0" * 40, interlace=1))
+    with pytest.raises(BadImageError, match="interlaced.*unsupported"):
+        read_image(tmp_path / "i.png")
+
+
+def test_exif_orientation_6_rotates_jpeg(tmp_path):
+    pil = Image.new("RGB", (40, 20), "red")  # 40 wide, 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pil.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "r.jpg").shape == (40, 20, 3)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(random_image(5, 7, 3)).save(tmp_path / "o.png", exif=exif.tobytes())
+    with Image.open(tmp_path / "o.png") as pil:
+        expected = np.asarray(ImageOps.exif_transpose(pil))
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png"), expected)
+
+
+def _bad_files(tmp_path):
+    write_image(tmp_path / "ok.png", random_image(32, 32, 3))
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    write_image(tmp_path / "ok16.png", random_image(32, 32, 3, np.uint16))
+    data16 = (tmp_path / "ok16.png").read_bytes()
+    (tmp_path / "truncated16.png").write_bytes(data16[: len(data16) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello, not an image\n")
+    return {
+        "truncated.png": "truncated",
+        "truncated16.png": "truncated",
+        "empty.png": "empty",
+        "text.png": "not an image",
+        "missing.png": "no such file",
+    }
+
+
+def test_bad_files_raise_one_line_naming_the_file(tmp_path):
+    for name, reason in _bad_files(tmp_path).items():
+        with pytest.raises(BadImageError) as info:
+            read_image(tmp_path / name)
+        message = str(info.value)
+        assert f"'{tmp_path / name}'" in message and reason in message
+        assert "\n" not in message
+
+
+def test_max_pixels_is_checked_from_the_header(tmp_path):
+    # Headers claiming 100000 x 100000 pixels with almost no data: a size check after
+    # decoding would fail differently (or exhaust memory).
+    huge = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    (tmp_path / "bomb8.png").write_bytes(
+        _png16.SIGNATURE + _png16._chunk(b"IHDR", huge) + _png16._chunk(b"IDAT", b"x")
+    )
+    (tmp_path / "bomb16.png").write_bytes(_png(100_000, 100_000, 2, b"\0"))
+    for name in ("bomb8.png", "bomb16.png"):
+        with pytest.raises(BadImageError, match="too large"):
+            read_image(tmp_path / name, max_pixels=10**6)
+    write_image(tmp_path / "small.png", random_image(10, 10, 3))
+    assert read_image(tmp_path / "small.png", max_pixels=100).shape == (10, 10, 3)
+    with pytest.raises(BadImageError, match="too large"):
+        read_image(tmp_path / "small.png", max_pixels=99)
+
+
+def test_write_is_atomic_and_creates_parents(tmp_path, monkeypatch):
+    out = tmp_path / "a" / "b" / "x.png"
+    write_image(out, random_image(4, 4, 3))
+    write_image(out, random_image(4, 4, 3))  # overwrite in place
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.png"]
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(UserError, match="No space left"):
+        write_image(tmp_path / "a" / "b" / "y.png", random_image(4, 4, 3))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.png"]
+
+
+def test_write_rejects_unknown_suffix_without_leaving_files(tmp_path):
+    with pytest.raises(UserError, match="unknown format"):
+        write_image(tmp_path / "x.xyz", random_image(4, 4, 3))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jpeg_gets_rgb_on_white_and_8_bits(tmp_path):
+    rgba = random_image(16, 16, 4)
+    rgba[:, :, 3] = 0  # fully transparent: white after compositing
+    write_image(tmp_path / "a.jpg", rgba)
+    back = read_image(tmp_path / "a.jpg")
+    assert back.shape == (16, 16, 3) and back.dtype == np.uint8 and back.min() >= 250
+    grey16 = np.full((8, 8, 3), 65535, np.uint16)
+    write_image(tmp_path / "b.jpg", grey16)
+    assert read_image(tmp_path / "b.jpg").dtype == np.uint8
+
+
+def test_float_conversions():
+    assert to_float(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
+    assert to_float(np.array([65535], np.uint16)).dtype == np.float32
+    for dtype in (np.uint8, np.uint16):
+        image = random_image(3, 4, 3, dtype)
+        np.testing.assert_array_equal(from_float(to_float(image), dtype), image)
+    assert from_float(np.array([-0.5, 0.5, 2.0]), np.uint8).tolist() == [0, 128, 255]
+
+
+def test_list_image_files_is_sorted_recursive_and_skips_hidden(tmp_path):
+    for rel in ["b.png", "a/c.JPG", "a/z/d.webp", ".hidden.png", ".git/e.png", "notes.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in list_image_files(tmp_path)]
+    assert found == ["a/c.JPG", "a/z/d.webp", "b.png"]
