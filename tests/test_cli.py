@@ -103,3 +103,11 @@ def test_python_m_and_console_script_agree():
     assert exe is not None
     import subprocess
     assert subprocess.run([exe, "--help"], capture_output=True).returncode == 0
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    res = run_cli("demo", "--steps", 12, "-o", tmp_path / "demo", timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for name in ("gan_samples.png", "fid_curve.png"):
+        assert (tmp_path / "demo" / name).is_file()
+    assert "outputs:" in res.stdout and "fid" in res.stdout
