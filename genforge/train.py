@@ -72,7 +72,7 @@ def train(config_path: str | None = None, overrides: list[str] = (), *, resume: 
     seed_everything(cfg.seed + dist.rank)
     conditional = cfg.model.num_classes > 0
     data = load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
-                        split=cfg.data.split, labels=conditional)
+                        split=cfg.data.split, labels=conditional or cfg.data.class_folders)
     if conditional and data.num_classes != cfg.model.num_classes:
         raise ConfigError(f"config error: model.num_classes: is {cfg.model.num_classes} but dataset "
                           f"{cfg.data.dataset!r} has {data.num_classes} classes")
