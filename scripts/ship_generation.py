@@ -20,7 +20,7 @@ from genforge.evaluate import evaluate  # noqa: E402
 from genforge.train import train  # noqa: E402
 
 SHIPPED = {
-    "digits-wgangp": ("wgangp_digits", 6000, "WGAN-GP DCGAN generator for 16x16 digits (EMA weights)."),
+    "digits-wgangp": ("wgangp_digits", 16000, "WGAN-GP DCGAN generator for 16x16 digits (EMA weights)."),
     "digits-cgan": ("cgan_digits", 4000, "Class-conditional DCGAN (label embedding in G, projection D, hinge), "
                                           "16x16 digits; --label 0..9."),
     "digits-vae": ("vae_digits", 4000, "Convolutional VAE decoder for 16x16 digits (latent 16)."),

@@ -79,14 +79,29 @@ def _contributions(
 
 
 def _resize_dim(x: torch.Tensor, dim: int, out_length: int, scale: float, antialias: bool):
+    """Resize along ``dim`` (-1 or -2) as a block-banded matrix product.
+
+    Each block of consecutive outputs reads a short contiguous run of inputs, so a small dense
+    matrix per block does the work with BLAS: about 2x the multiply-adds of a per-tap gather,
+    but several times faster on CPU, and memory stays at the size of the output.
+    """
     index, weights = _contributions(x.shape[dim], out_length, scale, antialias)
-    index, weights = index.to(x.device), weights.to(x.device, x.dtype)
-    shape = [1] * x.dim()
-    shape[dim] = out_length
-    out = None
-    for tap in range(index.shape[1]):
-        term = x.index_select(dim, index[:, tap]) * weights[:, tap].view(shape)
-        out = term if out is None else out.add_(term)
+    taps = index.shape[1]
+    block = max(8, math.ceil(taps * scale))  # inputs read per block ~ 2 x taps
+    out_shape = list(x.shape)
+    out_shape[dim] = out_length
+    out = x.new_empty(out_shape)
+    for first in range(0, out_length, block):
+        rows = slice(first, min(first + block, out_length))
+        idx, w = index[rows], weights[rows]
+        low, high = int(idx.min()), int(idx.max()) + 1
+        # scatter_add: a mirrored border tap may hit the same input twice
+        local = torch.zeros(idx.shape[0], high - low, dtype=torch.float64).scatter_add_(1, idx - low, w)
+        local = local.to(x.device, x.dtype)
+        if dim == -1:
+            out[..., rows] = x[..., low:high] @ local.T
+        else:
+            out[..., rows, :] = local @ x[..., low:high, :]
     return out
 
 
@@ -119,11 +134,15 @@ def imresize(
     """MATLAB ``imresize(x, scale)`` / ``imresize(x, size)`` with the bicubic kernel.
 
     ``x`` is a float tensor B x C x H x W or C x H x W of any value range (integer tensors are
-    converted to float32). With ``scale`` the output is ``ceil(H * scale)`` x ``ceil(W * scale)``
-    as in MATLAB; with ``size`` it is exactly ``size`` (so ``floor`` sizes are asked for
-    explicitly). Given both, ``size`` sets the output and ``scale`` the pixel mapping.
-    No clamping: bicubic overshoots, the caller rounds or clamps.
+    converted to float32). With ``scale`` (one number, or one per dimension) the output is
+    ``ceil(H * scale)`` x ``ceil(W * scale)`` as in MATLAB; with ``size`` it is exactly
+    ``size``, so ``floor`` sizes are asked for explicitly. Given both, ``size`` sets the output
+    and ``scale`` the pixel mapping. No clamping: bicubic overshoots, the caller rounds or clamps.
     """
+    return _imresize(x, scale, size, antialias, None)
+
+
+def _imresize(x, scale, size, antialias, limits: tuple[float, float] | None) -> torch.Tensor:
     if x.dim() not in (3, 4):
         raise ValueError(f"imresize expects C x H x W or B x C x H x W, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -135,8 +154,15 @@ def imresize(
         passes.reverse()
     for dim, length, s in passes:
         if length != x.shape[dim] or s != 1:
-            x = _resize_dim(x, dim % x.dim(), length, s, antialias)
+            x = _resize_dim(x, dim, length, s, antialias)
+            if limits is not None:
+                x = _round_half_away(x).clamp_(*limits)
     return x
+
+
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """MATLAB's round (ties away from zero); torch.round sends ties to even."""
+    return x.abs().add_(0.5).floor_().copysign_(x)
 
 
 def imresize_np(
@@ -147,8 +173,11 @@ def imresize_np(
 ) -> np.ndarray:
     """``imresize`` for an H x W x C (or H x W) numpy array.
 
-    Float arrays come back float64 and unclamped; uint8/uint16 arrays are resized in float64,
-    rounded and clipped back to their dtype (MATLAB's behaviour for integer images).
+    Float arrays come back float64 and unclamped. Integer arrays (uint8, uint16) are handled as
+    MATLAB does: computed in float64, but rounded (ties away from zero) and saturated to the
+    dtype after *each* of the two 1-D passes, not only at the end. That intermediate rounding
+    is what makes the benchmark LR files bit-exact; rounding only once differs by 1 grey level
+    on ~12% of pixels and by up to ~12 where sharp edges overshoot.
     """
     array = np.asarray(image)
     flat = array.ndim == 2
@@ -156,11 +185,14 @@ def imresize_np(
         array = array[:, :, None]
     if array.ndim != 3:
         raise ValueError(f"imresize_np expects H x W x C or H x W, got shape {array.shape}")
-    x = torch.from_numpy(array.astype(np.float64)).permute(2, 0, 1)
-    out = imresize(x, scale, size, antialias).permute(1, 2, 0).numpy()
+    limits = None
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
-        out = np.clip(np.rint(out), info.min, info.max).astype(array.dtype)
+        limits = (float(info.min), float(info.max))
+    x = torch.from_numpy(array.astype(np.float64)).permute(2, 0, 1)
+    out = _imresize(x, scale, size, antialias, limits).permute(1, 2, 0).numpy()
+    if limits is not None:
+        out = out.astype(array.dtype)
     return out[:, :, 0] if flat else out
 
 

@@ -112,6 +112,9 @@ def export_folder(run_or_model: str, out: str | Path, *, description: str = "", 
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         save_file({k: v.contiguous() for k, v in source.state.items()}, str(tmp / "model.safetensors"))
         (tmp / "README.md").write_text(card if card is not None else default_card(out.name, source, description))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+        for f in tmp.iterdir():
+            f.chmod(0o644)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

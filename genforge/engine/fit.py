@@ -136,6 +136,7 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                 batch = batches.batch(step)
                 task.begin_step()
                 metrics = task.training_step(batch, step)
+                task.end_step()
                 step += 1
                 images_seen += len(batch["image"])
                 if task.skipped_step:

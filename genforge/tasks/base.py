@@ -4,6 +4,7 @@ A task owns its networks, optimizers, schedulers, EMA and losses, and steps its 
 (GAN alternation and n_critic need it). Subclasses fill the dicts and write training_step."""
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -72,13 +73,19 @@ class Task:
         params = [p for group in opt.param_groups for p in group["params"]]
         distributed.all_reduce_grads(params)
         opt.step()
-        self.schedulers[name].step()
         return True
 
     def begin_step(self) -> None:
         self.skipped_step = False
         for net in self.networks.values():
             net.train()
+
+    def end_step(self) -> None:
+        """Schedules count training steps (not optimizer calls: G steps only every n_critic)."""
+        with warnings.catch_warnings():  # G has not stepped yet in the first n_critic steps: expected
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            for sched in self.schedulers.values():
+                sched.step()
 
     def learning_rates(self) -> dict[str, float]:
         return {f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.optimizers.items()}
