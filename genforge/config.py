@@ -63,6 +63,38 @@ class VAETaskConfig(Strict):
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class DegradationConfig(Strict):
+    """Real-world degradation for LR inputs: blur -> bicubic downscale -> noise -> JPEG."""
+
+    blur_sigma: tuple[float, float] = Field((0.2, 2.0), description="Gaussian blur sigma range (HR pixels).")
+    noise_sigma: tuple[float, float] = Field((0.0, 0.04), description="Gaussian noise sigma range ([0,1] units).")
+    jpeg_quality: tuple[int, int] = Field((40, 95), description="JPEG quality range.")
+    blur_prob: float = Field(0.5, ge=0.0, le=1.0)
+    noise_prob: float = Field(0.5, ge=0.0, le=1.0)
+    jpeg_prob: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class SRTaskConfig(Strict):
+    kind: Literal["superres"] = "superres"
+    stage: Literal["pixel", "gan"] = Field("pixel", description="pixel: stage 1; gan: adversarial fine-tuning.")
+    pixel_loss: Literal["l1", "charbonnier", "mse"] = "l1"
+    pixel_weight: float = Field(1.0, ge=0.0)
+    patch_size: int = Field(96, ge=8, le=1024, description="HR patch side; a multiple of the scale.")
+    scale_jitter: list[float] = Field([1.0], description="HR images are also used downscaled by these factors.")
+    flips: bool = True
+    rot90: bool = True
+    degradation: DegradationConfig | None = Field(None, description="None: clean bicubic LR (benchmarks).")
+    optim: Optim = Optim(learning_rate=1e-3, betas=(0.9, 0.999), schedule="cosine")
+    adv_loss: Literal["bce", "hinge", "lsgan"] = "bce"
+    adv_weight: float = Field(5e-3, ge=0.0)
+    feature_matching_weight: float = Field(0.1, ge=0.0, description="L1 between D features of SR and HR.")
+    finetune: Literal["decoder", "full"] = Field("decoder", description="stage gan: what the generator trains.")
+    d_optim: Optim = Optim(learning_rate=1e-4, betas=(0.9, 0.999))
+    discriminator: SRDiscriminatorConfig = SRDiscriminatorConfig()
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    val_images: int = Field(8, ge=0, description="Holdout patches for validation PSNR every train.eval_every.")
+
+
 class TrainConfig(Strict):
     steps: int = Field(2000, ge=1, description="Optimisation steps (discriminator steps for GANs).")
     batch_size: int = Field(64, ge=1, le=65536, description="Per process.")

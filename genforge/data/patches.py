@@ -66,7 +66,7 @@ class SRPatches:
             crops.append(crop)
         hr = torch.stack(crops).float().div_(255)
         if self.degradation is not None:
-            lr = self.degradation(hr, self.scale, generator=g)
+            lr = self.degradation(hr, generator=g)
         else:
             lr = imresize(hr, scale=1 / self.scale).clamp_(0, 1).mul_(255).round_().div_(255)
         return {"lr": lr.to(self.device), "hr": hr.to(self.device)}

@@ -1,5 +1,6 @@
 """Inference wrappers: one per task kind, used by the CLI, the Python API and (later) the service."""
 
+import numpy as np
 import torch
 
 from genforge.data.grid import save_grid
@@ -48,3 +49,102 @@ def load(name_or_path: str, device: str = "auto"):
     if kind in ("gan", "vae"):
         return Generation(name_or_path, device)
     raise UserError(f"model {name_or_path!r}: task {kind!r} has no inference wrapper yet")
+
+
+class Upscaler:
+    """A super-resolution network with everything around it: grey/RGB/RGBA (alpha upscaled
+    separately with bicubic), 8 and 16 bit, padding to the network's size multiple, tiling with
+    overlap for bounded memory, inference mode, clamping to the valid range."""
+
+    def __init__(self, name_or_path: str, device: str = "auto", *, source=None):
+        from genforge.config import SR_MODELS  # noqa: F401  (validates the family is known)
+        self.source = source or read_source(name_or_path)
+        self.device = select_device(device)
+        self.module = build_export_module(self.source, self.device)
+        self.scale = int(self.module.scale)
+        self.channels = int(self.module.channels)
+        self.multiple = int(getattr(self.module, "size_multiple", 1))
+        radius = getattr(self.module, "receptive_radius", None)
+        self.default_overlap = int(radius) if radius else 16
+
+    # tensors -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """x: 1 x C x h x w float in [0, 1] -> 1 x C x sh x sw, padded to the size multiple."""
+        import torch.nn.functional as F
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:
+            mode = "reflect" if h > ph and w > pw else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        y = self.module(x.to(self.device).contiguous(memory_format=torch.channels_last))
+        return y[..., : h * self.scale, : w * self.scale].clamp_(0, 1).float().cpu()
+
+    def upscale_tensor(self, x: torch.Tensor, *, tile: int = 0, overlap: int | None = None,
+                       out: np.ndarray | None = None, out_max: int = 255) -> np.ndarray:
+        """x: C x H x W float [0, 1] -> (sH x sW x C) array quantised to out_max (255 or 65535).
+
+        With tile > 0 the image is processed in tile x tile pieces, each read with `overlap` extra
+        pixels on every side (multiples of the network's size multiple, so the strided levels stay
+        aligned) and only its centre kept: the result then equals the untiled one wherever the
+        overlap covers the receptive field."""
+        c, H, W = x.shape
+        s = self.scale
+        dtype = np.uint16 if out_max > 255 else np.uint8
+        if out is None:
+            out = np.empty((H * s, W * s, c), dtype=dtype)
+        if not tile or (H <= tile and W <= tile):
+            y = self._run(x[None])[0]
+            out[:] = (y * out_max).round_().permute(1, 2, 0).numpy().astype(dtype)
+            return out
+        m = self.multiple
+        tile = max(m, tile - tile % m)
+        pad = self.default_overlap if overlap is None else overlap
+        pad = pad + (-pad) % m
+        for top in range(0, H, tile):
+            for left in range(0, W, tile):
+                t0, l0 = max(0, top - pad), max(0, left - pad)
+                t1, l1 = min(H, top + tile + pad), min(W, left + tile + pad)
+                y = self._run(x[None, :, t0:t1, l0:l1])[0]
+                bottom, right = min(H, top + tile), min(W, left + tile)
+                core = y[:, (top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
+                out[top * s:bottom * s, left * s:right * s] = \
+                    (core * out_max).round_().permute(1, 2, 0).numpy().astype(dtype)
+        return out
+
+    # arrays --------------------------------------------------------------------------------
+    def upscale_array(self, image: np.ndarray, *, tile: int = 0, overlap: int | None = None) -> np.ndarray:
+        """H x W x C (C = 1, 3 or 4) uint8/uint16 -> sH x sW x C of the same dtype."""
+        from genforge.data.degrade import imresize
+        if image.ndim == 2:
+            image = image[:, :, None]
+        out_max = 65535 if image.dtype == np.uint16 else 255
+        c = image.shape[2]
+        colour = image[:, :, :3] if c in (3, 4) else image[:, :, :1]
+        x = torch.from_numpy(colour.astype(np.float32) / out_max).permute(2, 0, 1)
+        grey_in = x.shape[0] == 1
+        if self.channels == 3 and grey_in:
+            x = x.expand(3, -1, -1)
+        elif self.channels == 1 and not grey_in:
+            raise UserError("this model upscales grey images only; convert the image to grey first")
+        y = self.upscale_tensor(x, tile=tile, overlap=overlap, out_max=out_max)
+        if grey_in and y.shape[2] == 3:
+            y = np.round(y.astype(np.float32).mean(axis=2, keepdims=True)).astype(y.dtype)
+        if c in (2, 4):  # alpha: bicubic, so edges of cut-outs are not hallucinated
+            a = torch.from_numpy(image[:, :, -1:].astype(np.float32) / out_max).permute(2, 0, 1)[None]
+            a = imresize(a, scale=self.scale, antialias=False)[0].clamp_(0, 1)
+            a = (a * out_max).round_().permute(1, 2, 0).numpy().astype(y.dtype)
+            y = np.concatenate([y, a[: y.shape[0], : y.shape[1]]], axis=2)
+        return y
+
+    def upscale(self, image, **kwargs):
+        """A path, PIL image or array in; a PIL image out (for the Python one-liner)."""
+        from PIL import Image
+
+        from genforge.data.io import read_image
+        if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+            image = read_image(image)
+        elif isinstance(image, Image.Image):
+            image = np.asarray(image)
+        out = self.upscale_array(np.asarray(image), **kwargs)
+        return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out) if out.dtype == np.uint8 else out

@@ -152,6 +152,14 @@ def _to_255(image: np.ndarray, what: str) -> np.ndarray:
     return pixels
 
 
+def _grey(image: np.ndarray) -> np.ndarray:
+    if image.shape[2] == 1:
+        return image
+    if (image == image[:, :, :1]).all():  # replicated grey: exact, no rounding in the luma sum
+        return image[:, :, :1]
+    return image @ _LUMA[:, None]
+
+
 def evaluate_pair(sr: np.ndarray, hr: np.ndarray, scale: int, mode: str = "y") -> dict[str, float]:
     """PSNR and SSIM of a super-resolved image against its HR original, by the protocol.
 
@@ -159,7 +167,7 @@ def evaluate_pair(sr: np.ndarray, hr: np.ndarray, scale: int, mode: str = "y") -
     ``scale`` and ``sr`` must have exactly that size. ``mode="y"`` compares BT.601 Y (what
     papers report), ``mode="rgb"`` every colour channel. When one image is grey and the other
     RGB (a model that always outputs colour, on Set14's grey ``bridge``), the RGB one is turned
-    grey by BT.601 luma, which gives back the grey values exactly for R = G = B.
+    grey by BT.601 luma (which for R = G = B is the grey value itself).
     """
     if mode not in ("y", "rgb"):
         raise ValueError(f"mode must be 'y' or 'rgb', got {mode!r}")
@@ -171,7 +179,7 @@ def evaluate_pair(sr: np.ndarray, hr: np.ndarray, scale: int, mode: str = "y") -
             f"{hr.shape[0]}x{hr.shape[1]}: the model must output exactly scale x the LR size"
         )
     if sr.shape[2] != hr.shape[2]:
-        sr, hr = (image @ _LUMA[:, None] if image.shape[2] == 3 else image for image in (sr, hr))
+        sr, hr = _grey(sr), _grey(hr)
     if mode == "y":
         sr, hr = rgb_to_y(sr), rgb_to_y(hr)
     sr, hr = shave(sr, scale), shave(hr, scale)

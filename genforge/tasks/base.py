@@ -4,6 +4,7 @@ A task owns its networks, optimizers, schedulers, EMA and losses, and steps its 
 (GAN alternation and n_critic need it). Subclasses fill the dicts and write training_step."""
 
 import math
+import re
 import warnings
 
 import torch
@@ -83,7 +84,7 @@ class Task:
     def end_step(self) -> None:
         """Schedules count training steps (not optimizer calls: G steps only every n_critic)."""
         with warnings.catch_warnings():  # G has not stepped yet in the first n_critic steps: expected
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             for sched in self.schedulers.values():
                 sched.step()
 
