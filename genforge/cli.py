@@ -84,6 +84,34 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_upscale(args) -> int:
+    from genforge.deploy.files import process_files
+    from genforge.deploy.infer import Upscaler
+    if args.tile and args.tile < 16:
+        raise UserError("--tile must be 0 (off) or at least 16 pixels")
+    up = Upscaler(args.model, device=args.device)
+    written, failed = process_files(args.inputs, args.output,
+                                    lambda img: up.upscale_array(img, tile=args.tile, overlap=args.overlap),
+                                    suffix=args.suffix, ext=args.ext, max_pixels=args.max_pixels,
+                                    progress=not args.no_progress)
+    print(f"upscaled {written} image(s) x{up.scale} into {args.output}" + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_eval_sr(args) -> int:
+    from genforge.evaluate import evaluate_sr, format_sr_table
+    result = evaluate_sr(args.model, args.benchmark, args.scale, mode=args.mode,
+                         self_ensemble=args.self_ensemble, tile=args.tile)
+    baseline = evaluate_sr("bicubic", args.benchmark, args.scale, mode=args.mode) if args.model != "bicubic" else None
+    print(format_sr_table(result, baseline))
+    if args.output:
+        import json
+        from genforge.engine.checkpoint import save_text
+        save_text(Path(args.output), json.dumps({"result": result, "bicubic": baseline}, indent=2) + "\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from genforge.deploy.pretrained import export_folder
     card = Path(args.card).read_text() if args.card else None
@@ -143,6 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", help="report path (default: RUN_DIR/eval.json or ./eval.json)")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("upscale", help="super-resolve images or folders")
+    s.add_argument("model", help="shipped model name (isrnet-x2, ...), model folder or run directory")
+    s.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
+    s.add_argument("--tile", type=int, default=0, help="process in tiles of this many LR pixels (0 = whole image)")
+    s.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: the receptive-field radius)")
+    s.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
+    s.add_argument("--ext", help="output format (png, jpg, ...); default: the input's")
+    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_upscale)
+
+    s = sub.add_parser("eval-sr", help="PSNR/SSIM on a benchmark set with the published protocol")
+    s.add_argument("model", help="model name, folder, run directory, or 'bicubic'")
+    s.add_argument("--benchmark", required=True, help="folder with HR/ and LR_bicubic/X{s}/ (e.g. Set5)")
+    s.add_argument("--scale", type=int, required=True)
+    s.add_argument("--mode", choices=("y", "rgb"), default="y", help="Y of BT.601 (papers) or RGB")
+    s.add_argument("--self-ensemble", action="store_true", help="average the 8 flipped/rotated outputs")
+    s.add_argument("--tile", type=int, default=0)
+    s.add_argument("-o", "--output", help="write the per-image table as JSON")
+    s.set_defaults(func=cmd_eval_sr)
 
     s = sub.add_parser("export", help="write a model folder (config.json, model.safetensors, README.md)")
     s.add_argument("model", help="run directory, checkpoint or model")

@@ -9,7 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genforge.errors import ConfigError
-from genforge.models import DCGANConfig, VAEConfig
+from genforge.models import DCGANConfig, ISRNetConfig, LapSRNConfig, VAEConfig
+from genforge.models.sr_discriminator import SRDiscriminatorConfig
 
 
 class Strict(BaseModel):
@@ -110,9 +111,10 @@ class TrainConfig(Strict):
     threads: int = Field(0, ge=0, description="CPU threads (0 = the cores this process may use).")
 
 
-ModelConfig = Annotated[DCGANConfig | VAEConfig, Field(discriminator="name")]
-TaskConfig = Annotated[GANTaskConfig | VAETaskConfig, Field(discriminator="kind")]
-COMPATIBLE = {"gan": ("dcgan",), "vae": ("vae",)}
+ModelConfig = Annotated[DCGANConfig | VAEConfig | ISRNetConfig | LapSRNConfig, Field(discriminator="name")]
+TaskConfig = Annotated[GANTaskConfig | VAETaskConfig | SRTaskConfig, Field(discriminator="kind")]
+COMPATIBLE = {"gan": ("dcgan",), "vae": ("vae",), "superres": ("isrnet", "lapsrn")}
+SR_MODELS = COMPATIBLE["superres"]
 
 
 class RunConfig(Strict):
@@ -122,6 +124,7 @@ class RunConfig(Strict):
     model: ModelConfig
     task: TaskConfig
     train: TrainConfig = TrainConfig()
+    init: str | None = Field(None, description="Run directory or model folder whose weights start the network.")
 
     @model_validator(mode="after")
     def _task_fits_model(self):
@@ -131,7 +134,7 @@ class RunConfig(Strict):
         return self
 
 
-_UNION_TAGS = {"dcgan", "vae", "gan"}
+_UNION_TAGS = {"dcgan", "vae", "gan", "isrnet", "lapsrn", "superres"}
 
 
 def _format_error(err: ValidationError) -> str:

@@ -14,7 +14,7 @@ from genforge import config as C
 from genforge.data import load_dataset
 from genforge.engine import checkpoint, distributed
 from genforge.engine.batches import EpochBatches
-from genforge.engine.callbacks import GenerationMetrics, SampleGrid
+from genforge.engine.callbacks import GenerationMetrics, SampleGrid, Validation
 from genforge.engine.fit import fit, seed_everything
 from genforge.errors import ConfigError, UserError
 from genforge.tasks import build_task
@@ -63,13 +63,8 @@ def generation_evaluator(cfg: C.RunConfig, images: torch.Tensor, device):
     return FIDEvaluator(real, feature_network(spec, device))
 
 
-def train(config_path: str | None = None, overrides: list[str] = (), *, resume: str | None = None,
-          run_dir: str | None = None, runs_root: str = "runs", progress: bool = True,
-          callbacks=()) -> Path:
-    cfg = resolve_config(config_path, list(overrides), resume)
-    dist = distributed.init(cfg.train.device)
-    distributed.set_cpu_threads(cfg.train.threads, int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
-    seed_everything(cfg.seed + dist.rank)
+def generation_setup(cfg: C.RunConfig, dist, out: Path | None):
+    """Batches of whole images (+ labels) and the sample-grid / FID callbacks."""
     conditional = cfg.model.num_classes > 0
     data = load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
                         split=cfg.data.split, labels=conditional or cfg.data.class_folders)
@@ -79,9 +74,68 @@ def train(config_path: str | None = None, overrides: list[str] = (), *, resume: 
     if len(data) < cfg.train.batch_size * dist.world_size:
         raise UserError(f"dataset {cfg.data.dataset!r} has {len(data)} images, fewer than one batch "
                         f"({cfg.train.batch_size} x {dist.world_size} processes)")
-    task = build_task(cfg, dist.device)
     batches = EpochBatches(data.images, data.labels, cfg.train.batch_size, seed=cfg.seed,
                            device=dist.device, rank=dist.rank, world_size=dist.world_size)
+
+    def callbacks(out: Path):
+        cbs = [SampleGrid(cfg.train.sample_every, out)]
+        evaluator = generation_evaluator(cfg, data.images, dist.device) if dist.is_main else None
+        if evaluator is not None:
+            cbs.append(GenerationMetrics(evaluator, cfg.train.eval_every, cfg.train.eval_samples, seed=cfg.seed))
+        return cbs
+    return batches, callbacks, data.class_names
+
+
+def superres_setup(cfg: C.RunConfig, dist, out: Path | None):
+    """Random HR patches with on-the-fly LR, and validation PSNR on holdout crops."""
+    from genforge.data import read_images
+    from genforge.data.degrade import Degradation
+    from genforge.data.patches import SRPatches, validation_pairs
+    t, scale = cfg.task, cfg.model.scale
+    if t.patch_size % scale:
+        raise ConfigError(f"config error: task.patch_size: {t.patch_size} is not a multiple of the scale {scale}")
+    images, _, _ = read_images(cfg.data.dataset, split=cfg.data.split)
+    degradation = Degradation(scale, **t.degradation.model_dump()) if t.degradation else None
+    batches = SRPatches(images, scale=scale, patch_size=t.patch_size, batch_size=cfg.train.batch_size,
+                        seed=cfg.seed, channels=cfg.model.channels, scale_jitter=t.scale_jitter, flips=t.flips,
+                        rot90=t.rot90, degradation=degradation, device=dist.device, rank=dist.rank)
+    val = []
+    if t.val_images and dist.is_main and cfg.data.dataset == "photos":
+        holdout, _, _ = read_images("photos", split="holdout")
+        val = validation_pairs(holdout, scale=scale, size=t.patch_size * 2, count=t.val_images,
+                               channels=cfg.model.channels, device=dist.device)
+
+    def callbacks(out: Path):
+        return [Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every)] if val else []
+    return batches, callbacks, []
+
+
+SETUPS = {"gan": generation_setup, "vae": generation_setup, "superres": superres_setup}
+
+
+def init_weights(task, cfg: C.RunConfig) -> None:
+    """Start the trained network from another run or model folder (stage 2 from stage 1)."""
+    from genforge.deploy.pretrained import read_source
+    source = read_source(cfg.init)
+    if source.config.get("model") != cfg.model.model_dump(mode="json"):
+        raise ConfigError(f"config error: init: {cfg.init} holds a different network than model: "
+                          f"{source.config.get('model', {}).get('name')} with other settings")
+    task.networks["g"].load_state_dict(source.state)
+    if task.ema is not None:
+        task.ema.module.load_state_dict(source.state)
+
+
+def train(config_path: str | None = None, overrides: list[str] = (), *, resume: str | None = None,
+          run_dir: str | None = None, runs_root: str = "runs", progress: bool = True,
+          callbacks=()) -> Path:
+    cfg = resolve_config(config_path, list(overrides), resume)
+    dist = distributed.init(cfg.train.device)
+    distributed.set_cpu_threads(cfg.train.threads, int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
+    seed_everything(cfg.seed + dist.rank)
+    batches, make_callbacks, class_names = SETUPS[cfg.task.kind](cfg, dist, None)
+    task = build_task(cfg, dist.device)
+    if cfg.init and resume is None:
+        init_weights(task, cfg)
 
     if resume is not None:
         out, start = Path(resume), checkpoint.latest(Path(resume))
@@ -97,14 +151,10 @@ def train(config_path: str | None = None, overrides: list[str] = (), *, resume: 
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.save_text(out / "config.yaml", C.dump(cfg))
-        if data.class_names:
-            checkpoint.save_text(out / "classes.yaml", yaml.safe_dump(data.class_names))
+        if class_names:
+            checkpoint.save_text(out / "classes.yaml", yaml.safe_dump(class_names))
 
-    callbacks = [SampleGrid(cfg.train.sample_every, out), *callbacks]
-    evaluator = generation_evaluator(cfg, data.images, dist.device) if dist.is_main else None
-    if evaluator is not None:
-        callbacks.append(GenerationMetrics(evaluator, cfg.train.eval_every, cfg.train.eval_samples,
-                                           seed=cfg.seed))
+    callbacks = [*make_callbacks(out), *callbacks]
     try:
         fit(task, batches, cfg.train, run_dir=out, dist=dist, callbacks=callbacks, resume=start,
             config=cfg.model_dump(mode="json"), progress=progress and dist.is_main)

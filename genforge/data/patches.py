@@ -70,3 +70,19 @@ class SRPatches:
         else:
             lr = imresize(hr, scale=1 / self.scale).clamp_(0, 1).mul_(255).round_().div_(255)
         return {"lr": lr.to(self.device), "hr": hr.to(self.device)}
+
+
+def validation_pairs(images: list[np.ndarray], *, scale: int, size: int, count: int, channels: int,
+                     device=torch.device("cpu")) -> list[dict]:
+    """Fixed (lr, hr) centre crops of held-out images, one batch each, for validation PSNR."""
+    size -= size % scale
+    pairs = []
+    for array in images[:count]:
+        hr = _to_chw(array, channels)
+        h, w = hr.shape[1:]
+        s = min(size, h - h % scale, w - w % scale)
+        top, left = (h - s) // 2, (w - s) // 2
+        crop = hr[:, top:top + s, left:left + s].float()[None] / 255
+        lr = imresize(crop, scale=1 / scale).clamp_(0, 1).mul_(255).round_().div_(255)
+        pairs.append({"lr": lr.to(device), "hr": crop.to(device)})
+    return pairs

@@ -48,6 +48,8 @@ def load(name_or_path: str, device: str = "auto"):
     kind = read_source(name_or_path).config["task"]["kind"]
     if kind in ("gan", "vae"):
         return Generation(name_or_path, device)
+    if kind == "superres":
+        return Upscaler(name_or_path, device)
     raise UserError(f"model {name_or_path!r}: task {kind!r} has no inference wrapper yet")
 
 
@@ -57,8 +59,10 @@ class Upscaler:
     overlap for bounded memory, inference mode, clamping to the valid range."""
 
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None):
-        from genforge.config import SR_MODELS  # noqa: F401  (validates the family is known)
+        from genforge.config import SR_MODELS
         self.source = source or read_source(name_or_path)
+        if self.source.config["model"]["name"] not in SR_MODELS:
+            raise UserError(f"model {self.source.name!r} is not a super-resolution model")
         self.device = select_device(device)
         self.module = build_export_module(self.source, self.device)
         self.scale = int(self.module.scale)

@@ -20,7 +20,7 @@ from genforge.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 FORMAT = 1
-TASK_KINDS = {"gan": "generation", "vae": "generation"}
+TASK_KINDS = {"gan": "generation", "vae": "generation", "superres": "super-resolution"}
 
 
 @dataclass
@@ -83,12 +83,12 @@ def read_source(name_or_path: str) -> ModelSource:
 def build_export_module(source: ModelSource, device="cpu") -> torch.nn.Module:
     """Rebuild the network from the config alone and load its weights."""
     from genforge.config import ModelConfig
-    from genforge.models import build_generator
+    from genforge.models import build_export_network
     try:
         model_cfg = TypeAdapter(ModelConfig).validate_python(source.config["model"])
     except (ValidationError, KeyError) as err:
         raise UserError(f"model {source.name!r}: its config does not describe a known network ({err})") from None
-    module = build_generator(model_cfg)
+    module = build_export_network(model_cfg)
     try:
         module.load_state_dict(source.state)
     except RuntimeError as err:

@@ -62,3 +62,31 @@ class GenerationMetrics(Callback):
 
     def on_end(self, step, task, logger):
         self._run(step, task, logger)
+
+
+class Validation(Callback):
+    """task.validation_step over fixed held-out batches every `every` steps and at the end."""
+
+    def __init__(self, batches: list[dict], every: int):
+        self.batches, self.every = batches, every
+        self.last_step = -1
+
+    def _run(self, step, task, logger):
+        if not logger.enabled or step == self.last_step or not self.batches:
+            return
+        rows = [task.validation_step(b) for b in self.batches]
+        means = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows and rows[0] else {}
+        if means:
+            logger.scalars(step, means, kind="val")
+            logger.message(f"step {step}: " + ", ".join(f"val {k} {v:.4g}" for k, v in means.items()))
+        self.last_step = step
+
+    def on_start(self, step, task, logger):
+        self._run(step, task, logger)
+
+    def on_step(self, step, task, logger):
+        if step % self.every == 0:
+            self._run(step, task, logger)
+
+    def on_end(self, step, task, logger):
+        self._run(step, task, logger)

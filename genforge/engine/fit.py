@@ -138,7 +138,7 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                 metrics = task.training_step(batch, step)
                 task.end_step()
                 step += 1
-                images_seen += len(batch["image"])
+                images_seen += len(next(iter(batch.values())))
                 if task.skipped_step:
                     bad_streak += 1
                     logger.message(f"step {step}: non-finite loss, step skipped ({bad_streak} in a row)")

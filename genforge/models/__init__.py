@@ -6,15 +6,29 @@ import torch
 from torch import nn
 
 from genforge.models.dcgan import DCGANConfig, Discriminator, Generator
+from genforge.models.isrnet import ISRNet, ISRNetConfig
+from genforge.models.lapsrn import LapSRN, LapSRNConfig
 from genforge.models.vae import VAE, VAEConfig
 
-ModelConfig = DCGANConfig | VAEConfig
+ModelConfig = DCGANConfig | VAEConfig | ISRNetConfig | LapSRNConfig
+
+# the network deployment receives, by model name: a generator (z [+ labels] -> images) or an
+# image-to-image network
+EXPORT_NETWORKS = {"dcgan": Generator, "vae": Generator, "isrnet": ISRNet, "lapsrn": LapSRN}
+SR_NETWORKS = {"isrnet": ISRNet, "lapsrn": LapSRN}
+
+
+def build_export_network(cfg: ModelConfig) -> nn.Module:
+    return EXPORT_NETWORKS[cfg.name](cfg)
 
 
 def build_generator(cfg: ModelConfig) -> nn.Module:
     """The sampling network of a generation model: z [+ labels] -> images."""
-    builders = {"dcgan": Generator, "vae": Generator}
-    return builders[cfg.name](cfg)
+    return {"dcgan": Generator, "vae": Generator}[cfg.name](cfg)
+
+
+def build_sr_network(cfg: ModelConfig) -> nn.Module:
+    return SR_NETWORKS[cfg.name](cfg)
 
 
 def sample_latent(generator: nn.Module, n: int, *, generator_rng: torch.Generator | None = None,
@@ -22,5 +36,6 @@ def sample_latent(generator: nn.Module, n: int, *, generator_rng: torch.Generato
     return torch.randn(n, generator.latent_dim, generator=generator_rng, device=device)
 
 
-__all__ = ["DCGANConfig", "VAEConfig", "ModelConfig", "Generator", "Discriminator", "VAE",
-           "build_generator", "sample_latent"]
+__all__ = ["DCGANConfig", "VAEConfig", "ISRNetConfig", "LapSRNConfig", "ModelConfig", "Generator",
+           "Discriminator", "VAE", "ISRNet", "LapSRN", "build_generator", "build_sr_network",
+           "build_export_network", "sample_latent"]

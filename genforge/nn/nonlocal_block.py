@@ -17,7 +17,7 @@ Cost, with N = H*W positions of the feature map and batch B:
            (a 256x256 input after two halvings) 16.8 M floats = 67 MB per image; for a
            256x256 bottleneck 4.3 G floats = 17 GB.
 Queries are therefore processed in chunks of Q rows so that at most B * Q * N scores exist at a
-time (`max_attention_elements`, default 2**24 = 64 MB in fp32); the result is the same as the
+time (`max_attention_elements`, default 2**22 = 16 MB in fp32); the result is the same as the
 unchunked computation (each query's softmax only involves its own row). The compute does not
 shrink: a 256x256 bottleneck is ~ 0.15 T multiply-adds at d = 16, i.e. minutes on a CPU. When
 gradients are needed, chunks are recomputed in the backward pass (activation checkpointing);
@@ -46,7 +46,7 @@ def _exporting() -> bool:
 class NonLocalBlock(nn.Module):
     """(B, C, H, W) -> (B, C, H, W); identity at initialisation."""
 
-    def __init__(self, channels: int, reduction: int = 2, max_attention_elements: int = 2 ** 24):
+    def __init__(self, channels: int, reduction: int = 2, max_attention_elements: int = 2 ** 22):
         super().__init__()
         inner = max(1, channels // reduction)
         self.theta = nn.Conv2d(channels, inner, 1)

@@ -2,13 +2,14 @@
 
 from genforge.tasks.base import Task
 from genforge.tasks.gan import GANTask
+from genforge.tasks.superres import SuperResTask
 from genforge.tasks.vae import VAETask
 
-TASKS = {"gan": GANTask, "vae": VAETask}
+TASKS = {"gan": GANTask, "vae": VAETask, "superres": SuperResTask}
 
 
 def build_task(cfg, device) -> Task:
     return TASKS[cfg.task.kind](cfg, device)
 
 
-__all__ = ["Task", "GANTask", "VAETask", "TASKS", "build_task"]
+__all__ = ["Task", "GANTask", "VAETask", "SuperResTask", "TASKS", "build_task"]

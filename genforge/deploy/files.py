@@ -1,0 +1,69 @@
+"""Running an image-to-image model over files and folders (upscale now, translate later).
+
+Each output keeps its input's name (plus an optional suffix) in the output folder, is written to
+a temporary name and renamed, so a crash never leaves half an image. Bad inputs are reported one
+line each and counted; the others are still processed."""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from genforge.data.io import IMAGE_EXTENSIONS, list_image_files, read_image, write_image
+from genforge.errors import BadImageError, UserError
+
+LOSSY_8BIT = {".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+
+
+def collect_inputs(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(file, path relative to its root) for every input file or image inside input folders."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += [(f, f.relative_to(p)) for f in list_image_files(p)]
+        elif p.is_file():
+            found.append((p, Path(p.name)))
+        else:
+            raise UserError(f"input {p} does not exist")
+    if not found:
+        raise UserError(f"no images found in {', '.join(paths)}")
+    return found
+
+
+def output_path(rel: Path, out_dir: Path, suffix: str, ext: str | None) -> Path:
+    new_ext = ("." + ext.lstrip(".")) if ext else rel.suffix
+    if new_ext.lower() not in IMAGE_EXTENSIONS:
+        raise UserError(f"--ext {ext}: not an image format ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return out_dir / rel.with_name(rel.stem + suffix + new_ext)
+
+
+def process_files(inputs: list[str], out_dir: str, fn: Callable[[np.ndarray], np.ndarray], *,
+                  suffix: str = "", ext: str | None = None, max_pixels: int | None = None,
+                  overwrite: bool = False, progress: bool = True) -> tuple[int, int]:
+    """Apply fn to every input image; returns (written, failed)."""
+    files = collect_inputs(inputs)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a folder")
+    targets = [output_path(rel, out, suffix, ext) for _, rel in files]
+    if len(set(targets)) != len(targets):
+        raise UserError("two inputs would be written to the same output name; use separate runs or --suffix")
+    written = failed = 0
+    bar = tqdm(list(zip(files, targets)), unit="img", disable=not progress or None, file=sys.stderr)
+    for (src, _), dst in bar:
+        bar.set_postfix_str(src.name, refresh=False)
+        if src.resolve() == dst.resolve() and not overwrite:
+            print(f"skipped {src}: the output would overwrite the input (use another -o)", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            image = read_image(src, max_pixels=max_pixels)
+            write_image(dst, fn(image))
+            written += 1
+        except BadImageError as err:
+            bar.write(f"error: {err}", file=sys.stderr)
+            failed += 1
+    bar.close()
+    return written, failed
