@@ -1,0 +1,163 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genforge.data.io import read_image, write_image
+from genforge.deploy.infer import Upscaler
+from genforge.deploy.pretrained import ModelSource
+from genforge.engine import checkpoint
+from genforge.models import ISRNet, ISRNetConfig
+from genforge.train import train
+from tests.conftest import ROOT, run_cli
+from tests.engine.test_fit import SignalAt, assert_same_state, weights
+
+BENCH = ROOT.parent / "shared" / "benchmarks"
+
+
+def sr_raw(model=None, **task):
+    model = model or {"name": "isrnet", "scale": 2, "channels": 3, "width": 8, "levels": 1,
+                      "blocks_per_level": 1, "bottleneck_blocks": 1}
+    return {"name": "sr", "seed": 0, "data": {"dataset": "photos"}, "model": model,
+            "task": {"kind": "superres", "patch_size": 32, "val_images": 2, **task},
+            "train": {"steps": 4, "batch_size": 2, "checkpoint_every": 2, "log_every": 2, "eval_every": 2,
+                      "threads": 1}}
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    import yaml
+    root = tmp_path_factory.mktemp("sr")
+    cfg = root / "s1.yaml"
+    cfg.write_text(yaml.safe_dump(sr_raw()))
+    return train(str(cfg), run_dir=str(root / "stage1"), progress=False)
+
+
+def test_stage1_trains_and_validates(stage1):
+    rows = [json.loads(x) for x in (stage1 / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r.get("kind") == "val"]
+    assert [r["step"] for r in val] == [0, 2, 4] and all(20 < r["psnr"] < 60 for r in val)
+    assert [p.name for p in checkpoint.all_checkpoints(stage1)] == ["step_00000002.pt", "step_00000004.pt"]
+
+
+@pytest.mark.parametrize("finetune", ["decoder", "full"])
+def test_adversarial_finetune_freezes_encoder_by_default(stage1, tmp_path, write_config, finetune):
+    raw = sr_raw(stage="gan", finetune=finetune, discriminator={"width": 8, "depth": 2})
+    raw["init"] = str(stage1)
+    out = train(str(write_config(raw)), run_dir=str(tmp_path / "gan"), progress=False)
+    before = checkpoint.load(checkpoint.latest(stage1))["task"]["networks"]["g"]
+    after = weights(out)["networks"]["g"]
+    net = ISRNet(ISRNetConfig(**raw["model"]))
+    enc = {n for n, p in net.named_parameters() if any(p is q for q in net.encoder_parameters())}
+    dec = {n for n, p in net.named_parameters() if any(p is q for q in net.decoder_parameters())}
+    assert enc and dec and not enc & dec
+    assert all(not torch.equal(before[n], after[n]) for n in dec)
+    enc_same = all(torch.equal(before[n], after[n]) for n in enc)
+    assert enc_same == (finetune == "decoder")
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert all("loss_adv" in r and "loss_d" in r and "loss_fm" in r for r in rows)
+
+
+def test_init_must_match_the_network(stage1, tmp_path, write_config):
+    from genforge.errors import ConfigError
+    raw = sr_raw(stage="gan")
+    raw["model"]["width"] = 16
+    raw["init"] = str(stage1)
+    with pytest.raises(ConfigError, match="different network"):
+        train(str(write_config(raw)), run_dir=str(tmp_path / "x"), progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_lapsrn_pyramid_charbonnier_and_exact_resume(tmp_path, write_config):
+    raw = sr_raw({"name": "lapsrn", "scale": 4, "channels": 3, "width": 8, "depth": 1}, pixel_loss="charbonnier")
+    raw["train"].update(steps=5, checkpoint_every=100)
+    cfg = str(write_config(raw))
+    straight = train(cfg, run_dir=str(tmp_path / "a"), progress=False)
+    from genforge.engine.fit import Interrupted
+    with pytest.raises(Interrupted):
+        train(cfg, run_dir=str(tmp_path / "b"), progress=False, callbacks=[SignalAt(2)])
+    resumed = train(resume=str(tmp_path / "b"), progress=False)
+    assert_same_state(weights(straight), weights(resumed))
+
+
+def random_upscaler(scale=2, channels=3, levels=2) -> Upscaler:
+    cfg = ISRNetConfig(scale=scale, channels=channels, width=8, levels=levels, blocks_per_level=1,
+                       bottleneck_blocks=1)
+    torch.manual_seed(0)
+    net = ISRNet(cfg)
+    with torch.no_grad():  # a trained-like, non-zero residual branch
+        net.tail.weight.normal_(0, 0.05)
+    source = ModelSource("random", {"model": cfg.model_dump(mode="json"), "task": {"kind": "superres"}},
+                         net.state_dict())
+    return Upscaler("random", device="cpu", source=source)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_tiled_equals_untiled(scale):
+    up = random_upscaler(scale)
+    rng = np.random.default_rng(0)
+    image = (rng.random((70, 93, 3)) * 255).astype(np.uint8)
+    whole = up.upscale_array(image).astype(int)
+    tiled = up.upscale_array(image, tile=24, overlap=up.receptive_radius if hasattr(up, "receptive_radius")
+                             else up.default_overlap).astype(int)
+    assert whole.shape == (70 * scale, 93 * scale, 3)
+    assert np.abs(whole - tiled).max() <= 1
+    # too little overlap shows seams: the test can fail
+    seams = up.upscale_array(image, tile=24, overlap=0).astype(int)
+    assert np.abs(whole - seams).max() > 1
+
+
+def test_alpha_grey_and_16bit_roundtrip():
+    up = random_upscaler()
+    rng = np.random.default_rng(1)
+    rgba = (rng.random((20, 24, 4)) * 255).astype(np.uint8)
+    out = up.upscale_array(rgba)
+    assert out.shape == (40, 48, 4) and out.dtype == np.uint8
+    assert np.array_equal(out[..., :3], up.upscale_array(rgba[..., :3]))
+    grey = (rng.random((20, 24, 1)) * 65535).astype(np.uint16)
+    out16 = up.upscale_array(grey)
+    assert out16.shape == (40, 48, 1) and out16.dtype == np.uint16
+    assert len(np.unique(out16 % 257)) > 1  # real 16-bit values, not 8-bit ones scaled
+
+
+@pytest.fixture(scope="module")
+def model_folder(stage1, tmp_path_factory):
+    from genforge.deploy.pretrained import export_folder
+    return export_folder(str(stage1), tmp_path_factory.mktemp("m") / "tiny-x2")
+
+
+def test_upscale_cli_files_folders_and_bad_files(model_folder, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    write_image(src / "rgb.jpg", (rng.random((16, 20, 3)) * 255).astype(np.uint8))
+    write_image(src / "sub" / "alpha.png", (rng.random((16, 20, 4)) * 255).astype(np.uint8))
+    write_image(src / "deep.png", (rng.random((12, 12, 3)) * 65535).astype(np.uint16))
+    write_image(src / "grey.png", (rng.random((12, 12)) * 255).astype(np.uint8))
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    res = run_cli("upscale", model_folder, src, "-o", tmp_path / "out", "--suffix", "_x2", "--no-progress")
+    assert res.returncode == 1, res.stderr
+    assert "broken.png" in res.stderr and "upscaled 4 image(s)" in res.stdout and "1 failed" in res.stdout
+    assert read_image(tmp_path / "out" / "rgb_x2.jpg").shape == (32, 40, 3)
+    assert read_image(tmp_path / "out" / "sub" / "alpha_x2.png").shape == (32, 40, 4)
+    deep = read_image(tmp_path / "out" / "deep_x2.png")
+    assert deep.dtype == np.uint16 and deep.shape == (24, 24, 3)
+    assert read_image(tmp_path / "out" / "grey_x2.png").shape == (24, 24, 1)
+    assert not list((tmp_path / "out").rglob("*.tmp")) and not (tmp_path / "out" / "broken_x2.png").exists()
+    res = run_cli("upscale", model_folder, src / "rgb.jpg", "-o", tmp_path / "o2", "--ext", "png",
+                  "--max-pixels", 100)
+    assert res.returncode == 1 and "rgb.jpg" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_eval_sr_protocol_and_errors(model_folder, tmp_path):
+    if not (BENCH / "Set5").is_dir():
+        pytest.skip(f"benchmark images not found at {BENCH} (../shared/benchmarks)")
+    res = run_cli("eval-sr", "bicubic", "--benchmark", BENCH / "Set5", "--scale", 2, "-o", tmp_path / "r.json")
+    assert res.returncode == 0, res.stderr
+    assert abs(json.loads((tmp_path / "r.json").read_text())["result"]["psnr"] - 33.66) < 0.05
+    res = run_cli("eval-sr", model_folder, "--benchmark", BENCH / "Set5", "--scale", 4)
+    assert res.returncode == 1 and "upscales x2, not x4" in res.stderr
+    res = run_cli("eval-sr", "bicubic", "--benchmark", tmp_path, "--scale", 2)
+    assert res.returncode == 1 and "no HR/ folder" in res.stderr
