@@ -15,6 +15,10 @@ class Generation:
 
     def __init__(self, name_or_path: str, device: str = "auto"):
         self.source = read_source(name_or_path)
+        kind = self.source.config["task"]["kind"]
+        if kind not in ("gan", "vae"):
+            raise UserError(f"model {self.source.name!r} is a {kind} model, not a generator "
+                            f"(use genforge upscale for super-resolution)")
         self.device = select_device(device)
         self.module = build_export_module(self.source, self.device)
         self.num_classes = self.module.num_classes

@@ -7,10 +7,12 @@ high-resolution residual. That residual is added to a bicubic upscale of the inp
 residual, as in VDSR), so the network only learns the missing detail and starts as bicubic: the
 output convolution is zero-initialised.
 
-    lr ─ head ─ enc 0 ─┬─ down ─ enc 1 ─┬─ down ─ bottleneck [non-local] ─ up ─┐
-                       │                └──────────────── concat, fuse ─ dec 1 ─ up ─┐
-                       └───────────────────────────────────────── concat, fuse ─ dec 0 ─ upsampler ─ tail ─ + ─ sr
-    lr ─────────────────────────────── bicubic x scale ───────────────────────────────────────────────┘
+    lr -> head -> enc0 -+-> down -> enc1 -+-> down -> bottleneck [+ non-local] -> up -+
+                        |                 +--------------------------- cat, fuse, dec1 <-+
+                        |                                                   | up
+                        +-------------------------------------------------> cat, fuse, dec0
+                                                                            | upsampler, tail
+    lr -> bicubic x scale ------------------------------------------------> + -> sr
 
 Why a U-Net rather than EDSR's flat stack: a residual block at level l costs 1/4**l of a
 full-resolution one per input pixel, so the coarse levels buy receptive field (and the bottleneck

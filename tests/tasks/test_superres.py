@@ -161,3 +161,11 @@ def test_eval_sr_protocol_and_errors(model_folder, tmp_path):
     assert res.returncode == 1 and "upscales x2, not x4" in res.stderr
     res = run_cli("eval-sr", "bicubic", "--benchmark", tmp_path, "--scale", 2)
     assert res.returncode == 1 and "no HR/ folder" in res.stderr
+
+
+def test_wrong_task_for_the_model(model_folder, tmp_path):
+    res = run_cli("sample", model_folder, "-o", tmp_path / "g.png")
+    assert res.returncode == 1 and "not a generator" in res.stderr
+    from genforge.deploy.pretrained import PRETRAINED_DIR
+    res = run_cli("upscale", PRETRAINED_DIR / "digits-cgan", tmp_path, "-o", tmp_path / "o")
+    assert res.returncode == 1 and "not a super-resolution model" in res.stderr
