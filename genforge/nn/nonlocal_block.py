@@ -67,7 +67,7 @@ class NonLocalBlock(nn.Module):
         q = self.theta(x).flatten(2).transpose(1, 2) * (1.0 / math.sqrt(self.inner))  # B, N, d
         k = self.phi(x).flatten(2)  # B, d, N
         v = self.g(x).flatten(2).transpose(1, 2)  # B, N, d
-        if chunk_size is None:
+        if not _exporting() and chunk_size is None:
             chunk_size = max(1, self.max_attention_elements // max(1, b * n))
         if _exporting() or chunk_size >= n:
             y = _attend(q, k, v)
