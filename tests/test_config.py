@@ -13,6 +13,8 @@ PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 def test_every_preset_validates(path):
     cfg = C.load_config(path)
     assert cfg.name == path.stem
+    if cfg.task.kind == "superres":
+        assert cfg.task.patch_size % cfg.model.scale == 0
 
 
 def test_presets_exist():
