@@ -5,7 +5,7 @@ import torch
 
 from genforge.data.grid import save_grid
 from genforge.deploy.pretrained import build_export_module, read_source
-from genforge.engine.distributed import select_device
+from genforge.device import select_device
 from genforge.errors import UserError
 from genforge.models.sampling import generate, interpolation_latents
 
