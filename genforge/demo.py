@@ -5,6 +5,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from genforge.deploy.pretrained import list_models
 
 
@@ -40,14 +42,14 @@ def run_demo(out: Path, steps: int = 1500) -> None:
     run = train(str(config), [f"train.steps={steps}", f"train.eval_every={every}", f"train.sample_every={every}",
                               f"train.checkpoint_every={every}"], runs_root=str(out / "runs"))
     print(f"      done in {time.time() - t0:.0f} s: {run}")
-    print("[2/4] sample grids and FID curve ...")
+    print("[2/5] sample grids and FID curve ...")
     grid = Generation(str(run)).save(Generation(str(run)).generate(64), out / "gan_samples.png")
     curve = plot_curve(run / "metrics.jsonl", out / "fid_curve.png")
-    print("[3/4] evaluating (FID/KID against the real digits, class coverage) ...")
+    print("[3/5] evaluating (FID/KID against the real digits, class coverage) ...")
     result = evaluate(str(run), ["fid", "kid", "coverage"], n=2000)
     print(format_table(result))
     report = write_report(result, str(run), None)
-    print("[4/4] sampling the shipped models ...")
+    print("[4/5] sampling the shipped models ...")
     shipped = []
     for m in list_models():
         if m["task"] == "generation":
@@ -56,8 +58,45 @@ def run_demo(out: Path, steps: int = 1500) -> None:
             path = out / f"{m['name']}.png"
             gen.save(gen.generate(64, label=label) if label is None else gen.generate(16, label=label), path)
             shipped.append(path)
+    sr = superres_demo(out)
     print("\noutputs:")
-    for p in [grid, curve, report, *shipped, run / "samples", run / "tb"]:
+    for p in [grid, curve, report, *shipped, sr, run / "samples", run / "tb"]:
         if p is not None:
             print(f"  {p}")
     print(f"  TensorBoard: tensorboard --logdir {run / 'tb'}")
+
+
+def superres_demo(out: Path) -> Path | None:
+    """bicubic | each shipped SR model | ground truth, on a crop of a holdout photo, with PSNR."""
+    from genforge.data import read_images
+    from genforge.data.degrade import bicubic_downscale
+    from genforge.data.io import write_image
+    from genforge.deploy.infer import Upscaler
+    from genforge.metrics.psnr_ssim import evaluate_pair, upscale_bicubic
+    models = [m["name"] for m in list_models() if m["task"] == "super-resolution"]
+    if not models:
+        print("[5/5] no super-resolution model is shipped yet: skipped")
+        return None
+    scale = 4 if any(n.startswith("isrnet-x4") for n in models) else 2
+    models = [n for n in models if Upscaler(n, device="cpu").scale == scale]
+    print(f"[5/5] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
+          + " | ".join(models) + " | ground truth")
+    images, _, _ = read_images("photos", split="holdout")
+    hr = images[0][:, :, :3]
+    hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+    lr = bicubic_downscale(hr, scale)
+    outputs = [("bicubic", upscale_bicubic(lr, scale))]
+    outputs += [(n, Upscaler(n, device="cpu").upscale_array(lr)) for n in models]
+    size = min(160, hr.shape[0] // 2, hr.shape[1] // 2)
+    top, left = hr.shape[0] // 2 - size // 2, hr.shape[1] // 2 - size // 2
+    tiles = []
+    for name, sr in outputs:
+        score = evaluate_pair(sr, hr, scale)
+        print(f"      {name:<16} PSNR {score['psnr']:.2f} dB  SSIM {score['ssim']:.4f} (whole image, Y)")
+        tiles.append(sr[top:top + size, left:left + size, :3])
+    tiles.append(hr[top:top + size, left:left + size])
+    gap = np.full((size, 6, 3), 255, np.uint8)
+    row = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
+    path = out / f"superres_x{scale}.png"
+    write_image(path, row.repeat(2, axis=0).repeat(2, axis=1))
+    return path
