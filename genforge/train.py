@@ -98,7 +98,9 @@ def superres_setup(cfg: C.RunConfig, dist, out: Path | None):
     degradation = Degradation(scale, **t.degradation.model_dump()) if t.degradation else None
     batches = SRPatches(images, scale=scale, patch_size=t.patch_size, batch_size=cfg.train.batch_size,
                         seed=cfg.seed, channels=cfg.model.channels, scale_jitter=t.scale_jitter, flips=t.flips,
-                        rot90=t.rot90, degradation=degradation, device=dist.device, rank=dist.rank)
+                        rot90=t.rot90, degradation=degradation, brightness=cfg.data.augment.brightness,
+                        contrast=cfg.data.augment.contrast, noise=cfg.data.augment.noise,
+                        device=dist.device, rank=dist.rank)
     val = []
     if t.val_images and dist.is_main and cfg.data.dataset == "photos":
         holdout, _, _ = read_images("photos", split="holdout")

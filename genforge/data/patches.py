@@ -27,8 +27,10 @@ def _to_chw(array: np.ndarray, channels: int) -> torch.Tensor:
 class SRPatches:
     def __init__(self, images: list[np.ndarray], *, scale: int, patch_size: int, batch_size: int, seed: int,
                  channels: int = 3, scale_jitter=(1.0,), flips: bool = True, rot90: bool = True,
-                 degradation=None, device=torch.device("cpu"), rank: int = 0):
+                 degradation=None, brightness: float = 0.0, contrast: float = 0.0, noise: float = 0.0,
+                 device=torch.device("cpu"), rank: int = 0):
         self.scale, self.patch, self.batch_size = scale, patch_size, batch_size
+        self.brightness, self.contrast, self.noise = brightness, contrast, noise
         self.seed, self.rank, self.device = seed, rank, device
         self.flips, self.rot90, self.degradation = flips, rot90, degradation
         pool = []
@@ -65,10 +67,18 @@ class SRPatches:
                 crop = crop.transpose(1, 2)
             crops.append(crop)
         hr = torch.stack(crops).float().div_(255)
+        n = len(hr)
+        if self.brightness or self.contrast:  # lighting changes the scene, so HR and LR alike
+            mean = hr.mean(dim=(1, 2, 3), keepdim=True)
+            gain = 1 + self.contrast * (2 * torch.rand(n, 1, 1, 1, generator=g) - 1)
+            shift = self.brightness * (2 * torch.rand(n, 1, 1, 1, generator=g) - 1)
+            hr = ((hr - mean) * gain + mean + shift).clamp_(0, 1)
         if self.degradation is not None:
             lr = self.degradation(hr, generator=g)
         else:
             lr = imresize(hr, scale=1 / self.scale).clamp_(0, 1).mul_(255).round_().div_(255)
+        if self.noise:  # sensor noise is in the input only: the network learns to remove it
+            lr = (lr + self.noise * torch.randn(lr.shape, generator=g)).clamp_(0, 1)
         return {"lr": lr.to(self.device), "hr": hr.to(self.device)}
 
 

@@ -169,3 +169,17 @@ def test_wrong_task_for_the_model(model_folder, tmp_path):
     from genforge.deploy.pretrained import PRETRAINED_DIR
     res = run_cli("upscale", PRETRAINED_DIR / "digits-cgan", tmp_path, "-o", tmp_path / "o")
     assert res.returncode == 1 and "not a super-resolution model" in res.stderr
+
+
+def test_patches_are_a_function_of_the_step_and_augment():
+    from genforge.data.patches import SRPatches
+    rng = np.random.default_rng(0)
+    images = [(rng.random((40, 50, 3)) * 255).astype(np.uint8)]
+    plain = SRPatches(images, scale=2, patch_size=16, batch_size=4, seed=1)
+    a, b, c = plain.batch(3), plain.batch(3), plain.batch(4)
+    assert torch.equal(a["hr"], b["hr"]) and not torch.equal(a["hr"], c["hr"])
+    assert a["hr"].shape == (4, 3, 16, 16) and a["lr"].shape == (4, 3, 8, 8)
+    lit = SRPatches(images, scale=2, patch_size=16, batch_size=4, seed=1, brightness=0.2, contrast=0.3,
+                    noise=0.05)
+    d = lit.batch(3)
+    assert not torch.equal(d["hr"], a["hr"]) and 0 <= d["lr"].min() and d["lr"].max() <= 1
