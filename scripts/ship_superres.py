@@ -35,7 +35,8 @@ def card(name: str, run: Path, scores: dict, baseline: dict) -> str:
              f"{', '.join(map(str, t['scale_jitter']))}, LR by MATLAB-compatible bicubic |",
              f"| training | `configs/{cfg['name']}.yaml`, {steps} steps of batch {cfg['train']['batch_size']}, "
              f"{t['pixel_loss']} loss, Adam {t['optim']['learning_rate']} {t['optim']['schedule']} |",
-             f"| CPU time | {minutes:.0f} min on one core of a shared 2-core machine |",
+             f"| CPU time | {minutes:.0f} min wall, {cfg['train']['threads'] or 'all'} thread(s) on a shared "
+             f"2-core machine |",
              "", "| set (Y, protocol of ../shared/benchmarks) | PSNR | SSIM | bicubic PSNR | bicubic SSIM |",
              "|---|---|---|---|---|"]
     for bench in ("Set5", "Set14"):
