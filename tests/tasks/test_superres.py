@@ -183,3 +183,11 @@ def test_patches_are_a_function_of_the_step_and_augment():
                     noise=0.05)
     d = lit.batch(3)
     assert not torch.equal(d["hr"], a["hr"]) and 0 <= d["lr"].min() and d["lr"].max() <= 1
+
+
+def test_python_one_liner(model_folder, tmp_path):
+    import genforge
+    write_image(tmp_path / "in.png", (np.random.default_rng(3).random((10, 14, 3)) * 255).astype(np.uint8))
+    m = genforge.load(str(model_folder), device="cpu")
+    m.upscale(str(tmp_path / "in.png")).save(tmp_path / "out.png")
+    assert Image.open(tmp_path / "out.png").size == (28, 20)
