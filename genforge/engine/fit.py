@@ -79,6 +79,34 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+class _NonFiniteGuard:
+    """Counts steps skipped for a non-finite loss; after `limit` in a row, goes back to the last
+    checkpoint (or the starting weights before there is one) and halves the learning rates."""
+
+    def __init__(self, limit: int, run_dir: Path | None, device, task):
+        self.limit, self.run_dir, self.device = limit, run_dir, device
+        self.streak = self.restores = 0
+        has_checkpoint = run_dir is not None and checkpoint.latest(run_dir) is not None
+        self.fallback = None if has_checkpoint else copy.deepcopy(task.state_dict())
+
+    def skipped(self, step: int, task, logger) -> None:
+        self.streak += 1
+        logger.message(f"step {step}: non-finite loss, step skipped ({self.streak} in a row)")
+        logger.scalars(step, {"skipped": 1.0}, kind="nonfinite")
+        if self.streak < self.limit:
+            return
+        self.restores += 1
+        if self.restores > 3:
+            raise Diverged(f"training diverged: non-finite losses persist after {self.restores - 1} "
+                           f"restores with lower learning rates")
+        last = checkpoint.latest(self.run_dir) if self.run_dir else None
+        task.load_state_dict(checkpoint.load(last, map_location=self.device)["task"] if last else self.fallback)
+        task.scale_learning_rate(0.5)
+        logger.message(f"step {step}: restored {'step ' + last.stem if last else 'the start'}"
+                       f" and halved the learning rates")
+        self.streak = 0
+
+
 def _mean_metrics(sums: dict, counts: dict) -> dict[str, float]:
     return {k: float(sums[k]) / counts[k] for k in sums}
 
@@ -105,12 +133,9 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
 
     writes = dist.is_main and run_dir is not None
     logger = RunLogger(run_dir, total_steps=cfg.steps, start_step=step, enabled=writes, progress=progress)
-    # where to go back to after repeated non-finite steps, until a checkpoint exists
-    has_checkpoint = run_dir is not None and checkpoint.latest(run_dir) is not None
-    fallback = None if has_checkpoint else copy.deepcopy(task.state_dict())
+    guard = _NonFiniteGuard(cfg.max_nonfinite, run_dir, dist.device, task)
 
     def save(at: int) -> Path | None:
-        nonlocal fallback
         if not writes:
             return None
         task_state = task.state_dict()
@@ -122,13 +147,12 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                                 "export": task.export_module().state_dict(),
                                 "rng": rng_state(), "config": config}, path)
         checkpoint.prune(run_dir, cfg.keep_last)
-        fallback = None
+        guard.fallback = None
         return path
 
     for cb in callbacks:
         cb.on_start(step, task, logger)
     sums, counts = {}, {}
-    bad_streak, restores = 0, 0
     timer, images_seen = time.perf_counter(), 0
     try:
         with _StopFlag() as stop:
@@ -140,23 +164,9 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                 step += 1
                 images_seen += len(next(iter(batch.values())))
                 if task.skipped_step:
-                    bad_streak += 1
-                    logger.message(f"step {step}: non-finite loss, step skipped ({bad_streak} in a row)")
-                    logger.scalars(step, {"skipped": 1.0}, kind="nonfinite")
-                    if bad_streak >= cfg.max_nonfinite:
-                        restores += 1
-                        if restores > 3:
-                            raise Diverged(f"training diverged: non-finite losses persist after "
-                                           f"{restores - 1} restores with lower learning rates")
-                        last = checkpoint.latest(run_dir) if run_dir else None
-                        good = checkpoint.load(last, map_location=dist.device)["task"] if last else fallback
-                        task.load_state_dict(good)
-                        task.scale_learning_rate(0.5)
-                        logger.message(f"step {step}: restored {'step ' + last.stem if last else 'the start'}"
-                                       f" and halved the learning rates")
-                        bad_streak = 0
+                    guard.skipped(step, task, logger)
                 else:
-                    bad_streak = 0
+                    guard.streak = 0
                     for k, v in metrics.items():  # tensors stay on the device: no sync per step
                         sums[k] = sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v)
                         counts[k] = counts.get(k, 0) + 1
