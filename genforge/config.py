@@ -33,6 +33,8 @@ class DataConfig(Strict):
     dataset: str = Field("digits", description="digits, faces, photos or folder:PATH.")
     split: Literal["train", "holdout", "all"] = "train"
     class_folders: bool = Field(False, description="folder:PATH: first-level sub-folders are classes.")
+    lr_folder: str | None = Field(None, description="Super-resolution: paired LR images for folder:HR_PATH, "
+                                                    "matched by file stem (an xN suffix is allowed).")
     augment: AugmentConfig = AugmentConfig()
 
 

@@ -90,17 +90,23 @@ def superres_setup(cfg: C.RunConfig, dist, out: Path | None):
     """Random HR patches with on-the-fly LR, and validation PSNR on holdout crops."""
     from genforge.data import read_images
     from genforge.data.degrade import Degradation
-    from genforge.data.patches import SRPatches, validation_pairs
+    from genforge.data.patches import SRPatches, read_sr_pairs, validation_pairs
     t, scale = cfg.task, cfg.model.scale
     if t.patch_size % scale:
         raise ConfigError(f"config error: task.patch_size: {t.patch_size} is not a multiple of the scale {scale}")
-    images, _, _ = read_images(cfg.data.dataset, split=cfg.data.split)
+    lr_images = None
+    if cfg.data.lr_folder:
+        if not cfg.data.dataset.startswith("folder:"):
+            raise ConfigError("config error: data.lr_folder: pairs need data.dataset: folder:HR_PATH")
+        images, lr_images = read_sr_pairs(cfg.data.dataset[len("folder:"):], cfg.data.lr_folder, scale)
+    else:
+        images, _, _ = read_images(cfg.data.dataset, split=cfg.data.split)
     degradation = Degradation(scale, **t.degradation.model_dump()) if t.degradation else None
     batches = SRPatches(images, scale=scale, patch_size=t.patch_size, batch_size=cfg.train.batch_size,
                         seed=cfg.seed, channels=cfg.model.channels, scale_jitter=t.scale_jitter, flips=t.flips,
                         rot90=t.rot90, degradation=degradation, brightness=cfg.data.augment.brightness,
                         contrast=cfg.data.augment.contrast, noise=cfg.data.augment.noise,
-                        device=dist.device, rank=dist.rank)
+                        lr_images=lr_images, device=dist.device, rank=dist.rank)
     val = []
     if t.val_images and dist.is_main and cfg.data.dataset == "photos":
         holdout, _, _ = read_images("photos", split="holdout")

@@ -11,12 +11,10 @@ from genforge.data.degrade import imresize
 
 
 def _to_chw(array: np.ndarray, channels: int) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(array))
-    if x.dtype == torch.uint16 if hasattr(torch, "uint16") else False:
-        x = (x.float() / 257).round().to(torch.uint8)
-    x = x.permute(2, 0, 1)
-    if x.shape[0] == 4:
-        x = x[:3]
+    """H x W x C uint8/uint16 -> C x H x W uint8 with `channels` channels (alpha dropped)."""
+    if array.dtype == np.uint16:
+        array = np.round(array / 257.0).astype(np.uint8)
+    x = torch.from_numpy(np.require(array, requirements=["C", "W"])).permute(2, 0, 1)[:3]
     if channels == 3 and x.shape[0] == 1:
         x = x.expand(3, -1, -1)
     elif channels == 1 and x.shape[0] == 3:
@@ -28,12 +26,21 @@ class SRPatches:
     def __init__(self, images: list[np.ndarray], *, scale: int, patch_size: int, batch_size: int, seed: int,
                  channels: int = 3, scale_jitter=(1.0,), flips: bool = True, rot90: bool = True,
                  degradation=None, brightness: float = 0.0, contrast: float = 0.0, noise: float = 0.0,
-                 device=torch.device("cpu"), rank: int = 0):
+                 lr_images: list[np.ndarray] | None = None, device=torch.device("cpu"), rank: int = 0):
+        """lr_images: paired LR inputs (same order as images, floor(HR / scale) in size); without
+        them LR patches are made by bicubic downscaling."""
         self.scale, self.patch, self.batch_size = scale, patch_size, batch_size
         self.brightness, self.contrast, self.noise = brightness, contrast, noise
         self.seed, self.rank, self.device = seed, rank, device
         self.flips, self.rot90, self.degradation = flips, rot90, degradation
         pool = []
+        self.lr_pool = None
+        if lr_images is not None:  # pairs: no scale jitter (it would break the pairing)
+            pairs = [(_to_chw(h, channels), _to_chw(lo, channels)) for h, lo in zip(images, lr_images)]
+            pairs = [(h[:, : lo.shape[1] * scale, : lo.shape[2] * scale], lo) for h, lo in pairs
+                     if min(lo.shape[1:]) * scale >= patch_size]
+            pool, self.lr_pool = [h for h, _ in pairs], [lo for _, lo in pairs]
+            images = []
         for array in images:
             hr = _to_chw(array, channels)
             for factor in scale_jitter:
@@ -54,18 +61,24 @@ class SRPatches:
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 97 + self.rank)
         idx = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=g)
         crops = []
+        s, lr_crops = self.scale, []
         for i in idx.tolist():
             img = self.pool[i]
-            top = int(torch.randint(0, img.shape[1] - self.patch + 1, (1,), generator=g))
-            left = int(torch.randint(0, img.shape[2] - self.patch + 1, (1,), generator=g))
-            crop = img[:, top:top + self.patch, left:left + self.patch]
+            # on the LR grid, so that a paired LR crop covers exactly the HR crop
+            top = s * int(torch.randint(0, (img.shape[1] - self.patch) // s + 1, (1,), generator=g))
+            left = s * int(torch.randint(0, (img.shape[2] - self.patch) // s + 1, (1,), generator=g))
+            pair = [img[:, top:top + self.patch, left:left + self.patch]]
+            if self.lr_pool is not None:
+                p = self.patch // s
+                pair.append(self.lr_pool[i][:, top // s:top // s + p, left // s:left // s + p])
             if self.flips and torch.rand(1, generator=g) < 0.5:
-                crop = crop.flip(2)
+                pair = [c.flip(2) for c in pair]
             if self.flips and torch.rand(1, generator=g) < 0.5:
-                crop = crop.flip(1)
+                pair = [c.flip(1) for c in pair]
             if self.rot90 and torch.rand(1, generator=g) < 0.5:
-                crop = crop.transpose(1, 2)
-            crops.append(crop)
+                pair = [c.transpose(1, 2) for c in pair]
+            crops.append(pair[0])
+            lr_crops += pair[1:]
         hr = torch.stack(crops).float().div_(255)
         n = len(hr)
         if self.brightness or self.contrast:  # lighting changes the scene, so HR and LR alike
@@ -73,7 +86,12 @@ class SRPatches:
             gain = 1 + self.contrast * (2 * torch.rand(n, 1, 1, 1, generator=g) - 1)
             shift = self.brightness * (2 * torch.rand(n, 1, 1, 1, generator=g) - 1)
             hr = ((hr - mean) * gain + mean + shift).clamp_(0, 1)
-        if self.degradation is not None:
+        if lr_crops:
+            lr = torch.stack(lr_crops).float().div_(255)
+            if self.brightness or self.contrast:  # the same lighting change on the given LR
+                lr = ((lr - lr.mean(dim=(1, 2, 3), keepdim=True)) * gain + lr.mean(dim=(1, 2, 3), keepdim=True)
+                      + shift).clamp_(0, 1)
+        elif self.degradation is not None:
             lr = self.degradation(hr, generator=g)
         else:
             lr = imresize(hr, scale=1 / self.scale).clamp_(0, 1).mul_(255).round_().div_(255)
@@ -96,3 +114,36 @@ def validation_pairs(images: list[np.ndarray], *, scale: int, size: int, count: 
         lr = imresize(crop, scale=1 / scale).clamp_(0, 1).mul_(255).round_().div_(255)
         pairs.append({"lr": lr.to(device), "hr": crop.to(device)})
     return pairs
+
+
+def read_sr_pairs(hr_folder: str, lr_folder: str, scale: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Paired HR/LR folders matched by file stem (the LR may carry an `x{scale}` suffix, as the
+    benchmark sets do). Every problem is reported by file name before training starts."""
+    from pathlib import Path
+
+    from genforge.data.io import list_image_files, read_image
+    from genforge.errors import UserError
+    hr_dir, lr_dir = Path(hr_folder), Path(lr_folder)
+    for d, what in ((hr_dir, "HR"), (lr_dir, "LR")):
+        if not d.is_dir():
+            raise UserError(f"{what} folder {d} does not exist")
+    lr_files = {}
+    for f in list_image_files(lr_dir):
+        stem = str(f.relative_to(lr_dir).with_suffix(""))
+        lr_files[stem[: -len(f"x{scale}")] if stem.endswith(f"x{scale}") else stem] = f
+    hr_files = {str(f.relative_to(hr_dir).with_suffix("")): f for f in list_image_files(hr_dir)}
+    if not hr_files:
+        raise UserError(f"HR folder {hr_dir} has no images")
+    missing = sorted(set(hr_files) - set(lr_files))
+    if missing:
+        raise UserError(f"no LR partner in {lr_dir} for {len(missing)} HR image(s), e.g. {hr_files[missing[0]]}")
+    hrs, lrs = [], []
+    for stem, hr_path in sorted(hr_files.items()):
+        hr, lr = read_image(hr_path), read_image(lr_files[stem])
+        want = (hr.shape[0] // scale, hr.shape[1] // scale)
+        if lr.shape[:2] != want:
+            raise UserError(f"{lr_files[stem]} is {lr.shape[1]}x{lr.shape[0]} but {hr_path.name} at x{scale} "
+                            f"needs {want[1]}x{want[0]} (floor of HR / scale)")
+        hrs.append(hr)
+        lrs.append(lr)
+    return hrs, lrs

@@ -191,3 +191,30 @@ def test_python_one_liner(model_folder, tmp_path):
     m = genforge.load(str(model_folder), device="cpu")
     m.upscale(str(tmp_path / "in.png")).save(tmp_path / "out.png")
     assert Image.open(tmp_path / "out.png").size == (28, 20)
+
+
+def test_paired_folders_train_and_report_bad_pairs(tmp_path, write_config):
+    from genforge.data.degrade import bicubic_downscale
+    from genforge.errors import UserError
+    rng = np.random.default_rng(4)
+    for name in ("a", "b"):
+        hr = (rng.random((41, 37, 3)) * 255).astype(np.uint8)
+        write_image(tmp_path / "HR" / f"{name}.png", hr)
+        write_image(tmp_path / "LR" / f"{name}x2.png", bicubic_downscale(hr, 2))
+    raw = sr_raw(val_images=0)
+    raw["data"] = {"dataset": f"folder:{tmp_path / 'HR'}", "lr_folder": str(tmp_path / "LR")}
+    out = train(str(write_config(raw)), run_dir=str(tmp_path / "run"), progress=False)
+    assert checkpoint.latest(out) is not None
+    from genforge.data.patches import SRPatches, read_sr_pairs
+    hrs, lrs = read_sr_pairs(str(tmp_path / "HR"), str(tmp_path / "LR"), 2)
+    b = SRPatches(hrs, lr_images=lrs, scale=2, patch_size=16, batch_size=3, seed=0).batch(0)
+    assert b["hr"].shape == (3, 3, 16, 16) and b["lr"].shape == (3, 3, 8, 8)
+    # a given LR equal to the bicubic of the HR crop: pairs stay aligned through flips and rotations
+    again = torch.nn.functional.avg_pool2d(b["hr"], 2)
+    assert (again - b["lr"]).abs().mean() < 0.08
+    write_image(tmp_path / "LR" / "bx2.png", np.zeros((5, 5, 3), np.uint8))
+    with pytest.raises(UserError, match="bx2.png is 5x5 but b.png at x2 needs 18x20"):
+        read_sr_pairs(str(tmp_path / "HR"), str(tmp_path / "LR"), 2)
+    (tmp_path / "LR" / "bx2.png").unlink()
+    with pytest.raises(UserError, match="no LR partner"):
+        read_sr_pairs(str(tmp_path / "HR"), str(tmp_path / "LR"), 2)
