@@ -113,10 +113,30 @@ def cmd_eval_sr(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.format == "onnx":
+        from genforge.deploy.export import export_onnx
+        if args.description or args.card:
+            raise UserError("--description and --card apply to --format folder only")
+        result = export_onnx(args.model, args.output, opset=args.opset)
+        diffs = ", ".join(f"{k} {v:.2e}" for k, v in result["max_abs_diff"].items())
+        print(f"wrote ONNX model {result['path']} (opset {result['opset']}); "
+              f"ONNX Runtime vs PyTorch max abs difference: {diffs}")
+        return 0
     from genforge.deploy.pretrained import export_folder
     card = Path(args.card).read_text() if args.card else None
     out = export_folder(args.model, args.output, description=args.description, card=card)
     print(f"wrote model folder {out}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from genforge.deploy.serve import Limits, serve
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not names:
+        raise UserError("--models needs at least one model name or folder")
+    limits = Limits(max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels, timeout=args.timeout,
+                    concurrency=args.concurrency, queue=args.queue)
+    serve(names, host=args.host, port=args.port, limits=limits, device=args.device, threads=args.threads)
     return 0
 
 
@@ -152,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="draw samples from a generator")
-    s.add_argument("model", help="shipped model name, model folder or run directory")
+    s.add_argument("model", help="shipped model name, model folder, run directory or .onnx file")
     s.add_argument("-n", type=int, default=64, help="number of samples")
     s.add_argument("-o", "--output", required=True, help="grid PNG, or a folder ending in / for one PNG per sample")
     s.add_argument("--label", type=int, help="class label (conditional models)")
@@ -173,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("upscale", help="super-resolve images or folders")
-    s.add_argument("model", help="shipped model name (isrnet-x2, ...), model folder or run directory")
+    s.add_argument("model", help="shipped model name (isrnet-x2, ...), model folder, run directory or .onnx file")
     s.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
     s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
     s.add_argument("--tile", type=int, default=0, help="process in tiles of this many LR pixels (0 = whole image)")
@@ -195,12 +215,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="write the per-image table as JSON")
     s.set_defaults(func=cmd_eval_sr)
 
-    s = sub.add_parser("export", help="write a model folder (config.json, model.safetensors, README.md)")
+    s = sub.add_parser("export", help="write a model folder (config.json, model.safetensors, README.md) "
+                                      "or an ONNX file")
     s.add_argument("model", help="run directory, checkpoint or model")
-    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("-o", "--output", required=True, help="output folder (or .onnx file with --format onnx)")
+    s.add_argument("--format", choices=("folder", "onnx"), default="folder",
+                   help="folder: config.json + model.safetensors + README.md; onnx: one .onnx file, "
+                        "checked against PyTorch with ONNX Runtime")
+    s.add_argument("--opset", type=int, default=17, help="ONNX opset (--format onnx)")
     s.add_argument("--description", default="")
     s.add_argument("--card", help="Markdown model card to use as README.md")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("serve", help="HTTP service and web page for generation and upscaling")
+    s.add_argument("--models", required=True, metavar="NAME[,NAME...]",
+                   help="comma list of shipped model names, model folders or run directories")
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it: no auth)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-bytes", type=int, default=20 * 1024 * 1024, help="larger uploads get 413")
+    s.add_argument("--max-pixels", type=int, default=4_000_000, help="larger input images get 413")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before 504")
+    s.add_argument("--concurrency", type=int, default=1, help="model calls running at once")
+    s.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503 + Retry-After")
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0 = cores / concurrency)")
+    s.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="train a small GAN on digits and show what genforge does")
     s.add_argument("-o", "--output", default="demo_out")

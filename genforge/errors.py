@@ -15,3 +15,7 @@ class ConfigError(UserError):
 
 class BadImageError(UserError):
     """A file that is not a readable image (corrupt, truncated, empty, too large)."""
+
+
+class ImageTooLargeError(BadImageError):
+    """An image over the pixel limit (checked from its header) or Pillow's decompression-bomb guard."""

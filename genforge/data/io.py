@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from genforge.data import _png16
-from genforge.errors import BadImageError, UserError
+from genforge.errors import BadImageError, ImageTooLargeError, UserError
 
 IMAGE_EXTENSIONS = {
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
@@ -41,17 +41,30 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     try:
         return _read(path, max_pixels)
     except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
-        raise BadImageError(f"bad image '{path}': {_reason(exc)}") from exc
+        raise _bad_image(path, exc) from exc
 
 
-def _read(path: Path, max_pixels: int | None) -> np.ndarray:
-    with open(path, "rb") as f:
-        start = f.read(33)
+def decode_image(data: bytes, *, max_pixels: int | None = None, name: str = "upload") -> np.ndarray:
+    """``read_image`` for bytes already in memory (an HTTP upload); ``name`` labels errors."""
+    try:
+        return _read(bytes(data), max_pixels)
+    except Exception as exc:  # noqa: BLE001 - every decoder failure is the data's fault
+        raise _bad_image(name, exc) from exc
+
+
+def _read(source: Path | bytes, max_pixels: int | None) -> np.ndarray:
+    """Decode a file (read lazily, header first) or bytes in memory through the same code."""
+    in_memory = isinstance(source, bytes)
+    if in_memory:
+        start = source[:33]
+    else:
+        with open(source, "rb") as f:
+            start = f.read(33)
     if not start:
         raise ValueError("empty file")
     head = _png16.header(start)
     if head is not None and head[2] == 16 and head[3] != 0:  # 16-bit colour: Pillow drops bits
-        image, exif_bytes = _png16.decode(path.read_bytes(), max_pixels)
+        image, exif_bytes = _png16.decode(source if in_memory else source.read_bytes(), max_pixels)
         orientation = 1
         if exif_bytes:
             exif = Image.Exif()
@@ -60,7 +73,7 @@ def _read(path: Path, max_pixels: int | None) -> np.ndarray:
     elif start.startswith(_png16.SIGNATURE) and head is None:
         raise ValueError("truncated or corrupt PNG header")
     else:
-        with Image.open(path) as im:  # lazy: only the header has been read so far
+        with Image.open(io.BytesIO(source) if in_memory else source) as im:  # lazy: header only so far
             width, height = im.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ValueError(f"too large ({width}x{height} pixels, limit {max_pixels})")
@@ -107,6 +120,12 @@ def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.flip(image, flips) if flips else image
 
 
+def _bad_image(name, exc: BaseException) -> BadImageError:
+    reason = _reason(exc)
+    kind = ImageTooLargeError if reason.startswith("too large") else BadImageError
+    return kind(f"bad image '{name}': {reason}")
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "no such file"
@@ -151,6 +170,14 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def encode_image(array: np.ndarray, fmt: str = ".png") -> bytes:
+    """The bytes ``write_image`` would write for a file with suffix ``fmt`` (e.g. an HTTP reply)."""
+    suffix = fmt.lower() if fmt.startswith(".") else f".{fmt.lower()}"
+    if suffix not in IMAGE_EXTENSIONS:
+        raise UserError(f"cannot encode image: unknown format '{suffix}'")
+    return _encode(_check_array(array), suffix)
 
 
 def _check_array(array: np.ndarray) -> np.ndarray:

@@ -4,23 +4,37 @@ import numpy as np
 import torch
 
 from genforge.data.grid import save_grid
-from genforge.deploy.pretrained import build_export_module, read_source
+from genforge.deploy.pretrained import ModelSource, build_export_module, read_source
 from genforge.device import select_device
 from genforge.errors import UserError
 from genforge.models.sampling import generate, interpolation_latents
+
+
+def is_onnx(name_or_path) -> bool:
+    return str(name_or_path).lower().endswith(".onnx")
+
+
+def _open(name_or_path: str, device: str, source=None):
+    """(source, module, device): the torch network, or for an .onnx file an ONNX Runtime runner
+    with the same call signature (CPU), so the wrappers below serve both unchanged."""
+    if is_onnx(name_or_path) and source is None:
+        from genforge.deploy.export import OnnxRunner
+        runner = OnnxRunner(name_or_path)
+        return ModelSource(runner.name, runner.config, {}), runner, torch.device("cpu")
+    source = source or read_source(name_or_path)
+    device = select_device(device)
+    return source, build_export_module(source, device), device
 
 
 class Generation:
     """A generator that maps z [+ label] to images in [-1, 1]."""
 
     def __init__(self, name_or_path: str, device: str = "auto"):
-        self.source = read_source(name_or_path)
+        self.source, self.module, self.device = _open(name_or_path, device)
         kind = self.source.config["task"]["kind"]
         if kind not in ("gan", "vae"):
             raise UserError(f"model {self.source.name!r} is a {kind} model, not a generator "
                             f"(use genforge upscale for super-resolution)")
-        self.device = select_device(device)
-        self.module = build_export_module(self.source, self.device)
         self.num_classes = self.module.num_classes
         self.latent_dim = self.module.latent_dim
 
@@ -49,7 +63,11 @@ class Generation:
 
 def load(name_or_path: str, device: str = "auto"):
     """The inference object for a shipped model name, a model folder or a run directory."""
-    kind = read_source(name_or_path).config["task"]["kind"]
+    if is_onnx(name_or_path):
+        from genforge.deploy.export import OnnxRunner
+        kind = OnnxRunner(name_or_path).config["task"]["kind"]
+    else:
+        kind = read_source(name_or_path).config["task"]["kind"]
     if kind in ("gan", "vae"):
         return Generation(name_or_path, device)
     if kind == "superres":
@@ -64,11 +82,9 @@ class Upscaler:
 
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None):
         from genforge.config import SR_MODELS
-        self.source = source or read_source(name_or_path)
+        self.source, self.module, self.device = _open(name_or_path, device, source)
         if self.source.config["model"]["name"] not in SR_MODELS:
             raise UserError(f"model {self.source.name!r} is not a super-resolution model")
-        self.device = select_device(device)
-        self.module = build_export_module(self.source, self.device)
         self.scale = int(self.module.scale)
         self.channels = int(self.module.channels)
         self.multiple = int(getattr(self.module, "size_multiple", 1))
