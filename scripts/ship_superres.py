@@ -25,7 +25,9 @@ def card(name: str, run: Path, scores: dict, baseline: dict) -> str:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     times = [r["time"] for r in rows if "time" in r]
     minutes = (times[-1] - times[0]) / 60
-    steps = max(r.get("step", 0) for r in rows)
+    done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
+    planned = cfg["train"]["steps"]
+    steps = f"{done} steps" if done >= planned else f"{done} steps of a {planned}-step schedule (stopped early)"
     scale, m, t = cfg["model"]["scale"], cfg["model"], cfg["task"]
     lines = [f"# {name}", "",
              f"ISRNet x{scale} ({'adversarially fine-tuned' if t['stage'] == 'gan' else 'pixel loss'}), "
@@ -33,7 +35,7 @@ def card(name: str, run: Path, scores: dict, baseline: dict) -> str:
              "| | |", "|---|---|",
              f"| data | bundled `photos` train split only (10 photos), random {t['patch_size']}px HR patches at scales "
              f"{', '.join(map(str, t['scale_jitter']))}, LR by MATLAB-compatible bicubic |",
-             f"| training | `configs/{cfg['name']}.yaml`, {steps} steps of batch {cfg['train']['batch_size']}, "
+             f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
              f"{t['pixel_loss']} loss, Adam {t['optim']['learning_rate']} {t['optim']['schedule']} |",
              f"| CPU time | {minutes:.0f} min wall, {cfg['train']['threads'] or 'all'} thread(s) on a shared "
              f"2-core machine |",
