@@ -43,7 +43,8 @@ def run_demo(out: Path, steps: int = 1500) -> None:
                               f"train.checkpoint_every={every}"], runs_root=str(out / "runs"))
     print(f"      done in {time.time() - t0:.0f} s: {run}")
     print("[2/5] sample grids and FID curve ...")
-    grid = Generation(str(run)).save(Generation(str(run)).generate(64), out / "gan_samples.png")
+    trained = Generation(str(run))
+    grid = trained.save(trained.generate(64), out / "gan_samples.png")
     curve = plot_curve(run / "metrics.jsonl", out / "fid_curve.png")
     print("[3/5] evaluating (FID/KID against the real digits, class coverage) ...")
     result = evaluate(str(run), ["fid", "kid", "coverage"], n=2000)
@@ -73,12 +74,13 @@ def superres_demo(out: Path) -> Path | None:
     from genforge.data.io import write_image
     from genforge.deploy.infer import Upscaler
     from genforge.metrics.psnr_ssim import evaluate_pair, upscale_bicubic
-    models = [m["name"] for m in list_models() if m["task"] == "super-resolution"]
-    if not models:
+    upscalers = {m["name"]: Upscaler(m["name"], device="cpu") for m in list_models()
+                 if m["task"] == "super-resolution"}
+    if not upscalers:
         print("[5/5] no super-resolution model is shipped yet: skipped")
         return None
-    scale = 4 if any(n.startswith("isrnet-x4") for n in models) else 2
-    models = [n for n in models if Upscaler(n, device="cpu").scale == scale]
+    scale = 4 if any(up.scale == 4 for up in upscalers.values()) else 2
+    models = [n for n, up in upscalers.items() if up.scale == scale]
     print(f"[5/5] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
           + " | ".join(models) + " | ground truth")
     images, _, _ = read_images("photos", split="holdout")
@@ -86,7 +88,7 @@ def superres_demo(out: Path) -> Path | None:
     hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
     lr = bicubic_downscale(hr, scale)
     outputs = [("bicubic", upscale_bicubic(lr, scale))]
-    outputs += [(n, Upscaler(n, device="cpu").upscale_array(lr)) for n in models]
+    outputs += [(n, upscalers[n].upscale_array(lr)) for n in models]
     size = min(160, hr.shape[0] // 2, hr.shape[1] // 2)
     top, left = hr.shape[0] // 2 - size // 2, hr.shape[1] // 2 - size // 2
     tiles = []

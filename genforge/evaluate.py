@@ -68,15 +68,16 @@ def evaluate(model: str, metrics: list[str], *, n: int = 2000, features: str = "
                 result[f"{m}_real_halves"] = reference[m]
         if "kid" in metrics:
             result["kid_std"] = scores["kid_std"]
+    classifier = _classifier(cfg) if {"coverage", "accuracy"} & set(metrics) else None
     if "coverage" in metrics:
-        pred = _predict(_classifier(cfg), gen.generate(n, seed=seed + 1))
+        pred = _predict(classifier, gen.generate(n, seed=seed + 1))
         frac = torch.bincount(pred, minlength=10).float() / len(pred)
         result["coverage"] = {str(c): round(float(f), 4) for c, f in enumerate(frac)}
         result["coverage_min"] = float(frac.min())
     if "accuracy" in metrics:
         if not gen.num_classes:
             raise UserError("accuracy needs a class-conditional model")
-        net, per_label, total = _classifier(cfg), {}, 0
+        net, per_label, total = classifier, {}, 0
         for label in range(gen.num_classes):
             pred = _predict(net, gen.generate(max(1, n // gen.num_classes), label=label, seed=seed + 2 + label))
             per_label[str(label)] = float((pred == label).float().mean())

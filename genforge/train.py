@@ -63,7 +63,7 @@ def generation_evaluator(cfg: C.RunConfig, images: torch.Tensor, device):
     return FIDEvaluator(real, feature_network(spec, device))
 
 
-def generation_setup(cfg: C.RunConfig, dist, out: Path | None):
+def generation_setup(cfg: C.RunConfig, dist):
     """Batches of whole images (+ labels) and the sample-grid / FID callbacks."""
     conditional = cfg.model.num_classes > 0
     data = load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
@@ -86,7 +86,7 @@ def generation_setup(cfg: C.RunConfig, dist, out: Path | None):
     return batches, callbacks, data.class_names
 
 
-def superres_setup(cfg: C.RunConfig, dist, out: Path | None):
+def superres_setup(cfg: C.RunConfig, dist):
     """Random HR patches with on-the-fly LR, and validation PSNR on holdout crops."""
     from genforge.data import read_images
     from genforge.data.degrade import Degradation
@@ -140,7 +140,7 @@ def train(config_path: str | None = None, overrides: list[str] = (), *, resume: 
     dist = distributed.init(cfg.train.device)
     distributed.set_cpu_threads(cfg.train.threads, int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
     seed_everything(cfg.seed + dist.rank)
-    batches, make_callbacks, class_names = SETUPS[cfg.task.kind](cfg, dist, None)
+    batches, make_callbacks, class_names = SETUPS[cfg.task.kind](cfg, dist)
     task = build_task(cfg, dist.device)
     if cfg.init and resume is None:
         init_weights(task, cfg)

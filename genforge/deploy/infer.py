@@ -29,8 +29,8 @@ def _open(name_or_path: str, device: str, source=None):
 class Generation:
     """A generator that maps z [+ label] to images in [-1, 1]."""
 
-    def __init__(self, name_or_path: str, device: str = "auto"):
-        self.source, self.module, self.device = _open(name_or_path, device)
+    def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
+        self.source, self.module, self.device = opened or _open(name_or_path, device)
         kind = self.source.config["task"]["kind"]
         if kind not in ("gan", "vae"):
             raise UserError(f"model {self.source.name!r} is a {kind} model, not a generator "
@@ -63,15 +63,12 @@ class Generation:
 
 def load(name_or_path: str, device: str = "auto"):
     """The inference object for a shipped model name, a model folder or a run directory."""
-    if is_onnx(name_or_path):
-        from genforge.deploy.export import OnnxRunner
-        kind = OnnxRunner(name_or_path).config["task"]["kind"]
-    else:
-        kind = read_source(name_or_path).config["task"]["kind"]
+    opened = _open(name_or_path, device)  # read the file once; the wrapper takes it as it is
+    kind = opened[0].config["task"]["kind"]
     if kind in ("gan", "vae"):
-        return Generation(name_or_path, device)
+        return Generation(name_or_path, opened=opened)
     if kind == "superres":
-        return Upscaler(name_or_path, device)
+        return Upscaler(name_or_path, opened=opened)
     raise UserError(f"model {name_or_path!r}: task {kind!r} has no inference wrapper yet")
 
 
@@ -80,9 +77,9 @@ class Upscaler:
     separately with bicubic), 8 and 16 bit, padding to the network's size multiple, tiling with
     overlap for bounded memory, inference mode, clamping to the valid range."""
 
-    def __init__(self, name_or_path: str, device: str = "auto", *, source=None):
+    def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
         from genforge.config import SR_MODELS
-        self.source, self.module, self.device = _open(name_or_path, device, source)
+        self.source, self.module, self.device = opened or _open(name_or_path, device, source)
         if self.source.config["model"]["name"] not in SR_MODELS:
             raise UserError(f"model {self.source.name!r} is not a super-resolution model")
         self.scale = int(self.module.scale)
@@ -105,7 +102,7 @@ class Upscaler:
         return y[..., : h * self.scale, : w * self.scale].clamp_(0, 1).float().cpu()
 
     def upscale_tensor(self, x: torch.Tensor, *, tile: int = 0, overlap: int | None = None,
-                       out: np.ndarray | None = None, out_max: int = 255) -> np.ndarray:
+                       out_max: int = 255) -> np.ndarray:
         """x: C x H x W float [0, 1] -> (sH x sW x C) array quantised to out_max (255 or 65535).
 
         With tile > 0 the image is processed in tile x tile pieces, each read with `overlap` extra
@@ -115,12 +112,10 @@ class Upscaler:
         c, H, W = x.shape
         s = self.scale
         dtype = np.uint16 if out_max > 255 else np.uint8
-        if out is None:
-            out = np.empty((H * s, W * s, c), dtype=dtype)
         if not tile or (H <= tile and W <= tile):
-            y = self._run(x[None])[0]
-            out[:] = (y * out_max).round_().permute(1, 2, 0).numpy().astype(dtype)
-            return out
+            y = (self._run(x[None])[0] * out_max).round_().permute(1, 2, 0)
+            return np.ascontiguousarray(y.numpy(), dtype=dtype)
+        out = np.empty((H * s, W * s, c), dtype=dtype)
         m = self.multiple
         tile = max(m, tile - tile % m)
         pad = self.default_overlap if overlap is None else overlap

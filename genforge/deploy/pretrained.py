@@ -15,6 +15,7 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from safetensors.torch import load_file, save_file
 
+from genforge import checkpoint_files
 from genforge.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
@@ -52,21 +53,11 @@ def _read_folder(folder: Path) -> ModelSource:
     return ModelSource(folder.name, meta["run"], state, card)
 
 
-def _load_checkpoint(path: Path) -> dict:
-    """A training checkpoint's tensors, never its code (weights_only)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (pickle, zip and IO errors all mean: not loadable)
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise UserError(f"cannot load checkpoint {path}: {first}") from None
-
-
 def _read_run(run_dir: Path) -> ModelSource:
-    found = sorted((run_dir / "checkpoints").glob("step_*.pt"))
-    if not found:
+    last = checkpoint_files.latest(run_dir)
+    if last is None:
         raise UserError(f"run {run_dir} has no checkpoint yet")
-    last = found[-1]
-    ckpt = _load_checkpoint(last)
+    ckpt = checkpoint_files.load(last)
     if "export" not in ckpt or "config" not in ckpt:
         raise UserError(f"{last} is not a genforge checkpoint")
     return ModelSource(run_dir.name, ckpt["config"], ckpt["export"])
@@ -79,7 +70,7 @@ def read_source(name_or_path: str) -> ModelSource:
     if (path / "checkpoints").is_dir() or (path / "config.yaml").is_file():
         return _read_run(path)
     if path.suffix == ".pt" and path.is_file():
-        ckpt = _load_checkpoint(path)
+        ckpt = checkpoint_files.load(path)
         if "export" not in ckpt:
             raise UserError(f"{path} is not a genforge checkpoint")
         return ModelSource(path.stem, ckpt["config"], ckpt["export"])

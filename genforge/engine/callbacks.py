@@ -15,78 +15,70 @@ class Callback:
     def on_end(self, step: int, task, logger) -> None: ...
 
 
-class SampleGrid(Callback):
-    def __init__(self, every: int, run_dir: Path | None, n: int = 64):
-        self.every, self.run_dir, self.n = every, run_dir, n
+class Periodic(Callback):
+    """Calls `run` every `every` steps (0: only at the end), at the end, and at step 0 of a fresh
+    run when `at_start`; at most once per step, and only where the logger writes (rank 0)."""
 
-    def _write(self, step, task, logger):
-        images = task.sample_images(self.n)
-        if images is None or not logger.enabled:
-            return
-        logger.image(step, "samples", to_grid(images))
-        save_grid(images, Path(self.run_dir) / "samples" / f"step_{step:08d}.png")
+    def __init__(self, every: int, at_start: bool):
+        self.every, self.at_start, self.last_step = every, at_start, -1
+
+    def run(self, step: int, task, logger) -> None:
+        raise NotImplementedError
+
+    def _maybe(self, step, task, logger):
+        if logger.enabled and step != self.last_step:
+            self.run(step, task, logger)
+            self.last_step = step
+
+    def on_start(self, step, task, logger):
+        if self.at_start and step == 0:
+            self._maybe(step, task, logger)
 
     def on_step(self, step, task, logger):
-        if step % self.every == 0:
-            self._write(step, task, logger)
+        if self.every and step % self.every == 0:
+            self._maybe(step, task, logger)
 
     def on_end(self, step, task, logger):
-        if step % self.every:
-            self._write(step, task, logger)
+        self._maybe(step, task, logger)
 
 
-class GenerationMetrics(Callback):
+class SampleGrid(Periodic):
+    def __init__(self, every: int, run_dir: Path | None, n: int = 64):
+        super().__init__(every, at_start=False)
+        self.run_dir, self.n = run_dir, n
+
+    def run(self, step, task, logger):
+        images = task.sample_images(self.n)
+        if images is not None:
+            logger.image(step, "samples", to_grid(images))
+            save_grid(images, Path(self.run_dir) / "samples" / f"step_{step:08d}.png")
+
+
+class GenerationMetrics(Periodic):
     """FID/KID of the exported generator against the real training images, every `every` steps,
     at the start of a fresh run (the baseline) and at the end."""
 
     def __init__(self, evaluator, every: int, n: int, seed: int = 0):
-        self.evaluator, self.every, self.n, self.seed = evaluator, every, n, seed
-        self.last_step = -1
+        super().__init__(every, at_start=True)
+        self.evaluator, self.n, self.seed = evaluator, n, seed
 
-    def _run(self, step, task, logger):
-        if not logger.enabled or step == self.last_step:
-            return
-        fake = generate(task.export_module(), self.n, seed=self.seed)
-        scores = self.evaluator(fake)
+    def run(self, step, task, logger):
+        scores = self.evaluator(generate(task.export_module(), self.n, seed=self.seed))
         logger.scalars(step, scores, kind="eval")
         logger.message(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
-        self.last_step = step
-
-    def on_start(self, step, task, logger):
-        if step == 0:
-            self._run(step, task, logger)
-
-    def on_step(self, step, task, logger):
-        if self.every and step % self.every == 0:
-            self._run(step, task, logger)
-
-    def on_end(self, step, task, logger):
-        self._run(step, task, logger)
 
 
-class Validation(Callback):
-    """task.validation_step over fixed held-out batches every `every` steps and at the end."""
+class Validation(Periodic):
+    """task.validation_step over fixed held-out batches every `every` steps, at the start of a
+    fresh run and at the end."""
 
     def __init__(self, batches: list[dict], every: int):
-        self.batches, self.every = batches, every
-        self.last_step = -1
+        super().__init__(every, at_start=True)
+        self.batches = batches
 
-    def _run(self, step, task, logger):
-        if not logger.enabled or step == self.last_step or not self.batches:
-            return
+    def run(self, step, task, logger):
         rows = [task.validation_step(b) for b in self.batches]
-        means = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows and rows[0] else {}
-        if means:
+        if rows and rows[0]:
+            means = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
             logger.scalars(step, means, kind="val")
             logger.message(f"step {step}: " + ", ".join(f"val {k} {v:.4g}" for k, v in means.items()))
-        self.last_step = step
-
-    def on_start(self, step, task, logger):
-        self._run(step, task, logger)
-
-    def on_step(self, step, task, logger):
-        if step % self.every == 0:
-            self._run(step, task, logger)
-
-    def on_end(self, step, task, logger):
-        self._run(step, task, logger)

@@ -1,20 +1,12 @@
-"""Checkpoints: atomic writes (temporary file + rename), last K kept, safe loading."""
+"""Checkpoints: atomic writes (temporary file + rename), last K kept; reading is in checkpoint_files."""
 
 import os
-import pickle
 import tempfile
 from pathlib import Path
 
 import torch
 
-from genforge.errors import UserError
-
-PREFIX, SUFFIX = "step_", ".pt"
-
-
-def path_for(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"{PREFIX}{step:08d}{SUFFIX}"
-
+from genforge.checkpoint_files import all_checkpoints, latest, load, path_for  # noqa: F401  (the engine's API)
 
 def save_atomic(obj, path: Path) -> None:
     path = Path(path)
@@ -31,28 +23,9 @@ def save_atomic(obj, path: Path) -> None:
         raise
 
 
-def all_checkpoints(run_dir: Path) -> list[Path]:
-    folder = Path(run_dir) / "checkpoints"
-    return sorted(folder.glob(f"{PREFIX}*{SUFFIX}")) if folder.is_dir() else []
-
-
-def latest(run_dir: Path) -> Path | None:
-    found = all_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
 def prune(run_dir: Path, keep: int) -> None:
     for old in all_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
-
-
-def load(path: Path, map_location="cpu") -> dict:
-    """Read a checkpoint without executing code from it (weights_only)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load checkpoint {path}: {first}") from None
 
 
 def is_finite_state(obj) -> bool:

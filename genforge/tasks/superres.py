@@ -5,6 +5,7 @@ losses, by default updating only the decoder while the encoder stays frozen."""
 import torch
 from torch import nn
 
+from genforge.data.degrade import imresize
 from genforge.engine.ema import EMA
 from genforge.losses import charbonnier, d_loss, g_loss
 from genforge.models import build_sr_network
@@ -56,9 +57,8 @@ class SuperResTask(Task):
     def _pixel(self, net, lr, hr):
         if self.cfg.pixel_loss == "charbonnier" and hasattr(net, "forward_pyramid"):
             outs = net.forward_pyramid(lr)  # LapSRN: supervise every pyramid level
-            targets = [nn.functional.interpolate(hr, size=o.shape[-2:], mode="bicubic", align_corners=False,
-                                                 antialias=True) if o.shape[-1] != hr.shape[-1] else hr
-                       for o in outs]
+            # intermediate levels are supervised by the same bicubic that makes the LR inputs
+            targets = [imresize(hr, size=tuple(o.shape[-2:])) if o.shape[-1] != hr.shape[-1] else hr for o in outs]
             return outs[-1], sum(charbonnier(o, t) for o, t in zip(outs, targets))
         sr = net(lr)
         return sr, pixel_loss(self.cfg.pixel_loss, sr, hr)
