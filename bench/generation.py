@@ -10,19 +10,15 @@ hand-written PyTorch loop training the same DCGAN on the same data in the same p
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch is imported
+from common import ROOT, write_readme_section  # noqa: E402  (sets up the path and OpenMP first)
+
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from genforge.config import load_config  # noqa: E402
 from genforge.data import load_dataset  # noqa: E402
@@ -138,16 +134,6 @@ def table(rows: list[dict], ov: dict, steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_readme_section(text: str) -> None:
-    readme = ROOT / "README.md"
-    start, end = "<!-- bench:generation -->", "<!-- /bench:generation -->"
-    content = readme.read_text()
-    if start in content and end in content:
-        head, rest = content.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{text}{end}{tail}")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000)
@@ -163,7 +149,7 @@ def main() -> None:
         saved = json.loads((results / "generation.json").read_text())
         text = table(saved["models"], saved["overhead"], saved.get("steps", args.steps))
         (results / "generation.md").write_text("# Generation benchmark\n\n" + text)
-        write_readme_section(text)
+        write_readme_section("generation", text)
         print(text)
         return
     out = Path(args.out) / f"generation-{args.steps}"
@@ -173,7 +159,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     (results / "generation.md").write_text("# Generation benchmark\n\n" + text)
     (results / "generation.json").write_text(json.dumps({"steps": args.steps, "models": rows, "overhead": ov}, indent=2))
-    write_readme_section(text)
+    write_readme_section("generation", text)
     print(text)
 
 

@@ -3,6 +3,9 @@
 Shared by the engine (resume) and deployment (a run directory used as a model), which must not
 depend on the engine."""
 
+import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,10 +29,29 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: Path, map_location="cpu") -> dict:
-    """A checkpoint's tensors, never its code (weights_only)."""
+def load(path: Path, map_location="cpu", *, what: str = "checkpoint") -> dict:
+    """A checkpoint's tensors, never its code (weights_only). `what` names the file in errors."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001  (pickle, zip and IO errors all mean: not loadable)
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise UserError(f"cannot load checkpoint {path}: {first}") from None
+        with warnings.catch_warnings():  # a pickle from outside torch.save: refused below, not warned about
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message suggests weights_only=False, exactly what must not be done with such a
+        # file: say what the restricted unpickler stopped at instead
+        text = str(err)
+        wanted = re.search(r"GLOBAL (\S+)", text)
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+        if wanted:
+            reason = f"refusing to unpickle code: the file is not a plain weights file (it asks for {wanted.group(1)})"
+        else:
+            reason = ("refusing to unpickle it: the file is not a plain weights file or is corrupt "
+                      f"({(detail.group(1) if detail else text.splitlines()[0])[:200]})")
+        raise UserError(f"cannot load {what} {path}: {reason}") from None
+    except Exception as err:  # noqa: BLE001  (zip and IO errors all mean: not loadable)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+        first = (text.splitlines() or ["unexpected end of file" if isinstance(err, EOFError)
+                                       else type(err).__name__])[0]
+        first = first.split(". ")[0][:300]  # torch's zip errors go on for several sentences
+        if isinstance(err, OSError):
+            raise UserError(f"cannot load {what} {path}: {first}") from None
+        raise UserError(f"cannot load {what} {path}: not a readable torch file ({first})") from None

@@ -89,12 +89,44 @@ def cmd_upscale(args) -> int:
     from genforge.deploy.infer import Upscaler
     if args.tile and args.tile < 16:
         raise UserError("--tile must be 0 (off) or at least 16 pixels")
-    up = Upscaler(args.model, device=args.device)
-    written, failed = process_files(args.inputs, args.output,
+    inputs = [args.model, *args.inputs] if args.model else []
+    if args.weights:  # no model positional: the first one is an input
+        from genforge.deploy.pretrained import names_a_model
+        from genforge.deploy.thirdparty import load_weights
+        if inputs and names_a_model(inputs[0]):
+            raise UserError(f"give a model or --weights, not both ({inputs[0]} is a model)")
+        if not inputs:
+            raise UserError("upscale needs at least one input image or folder")
+        up = Upscaler(args.weights, opened=load_weights(args.weights, args.device))
+    else:
+        if len(inputs) < 2:
+            raise UserError("upscale needs a model (or --weights FILE) and at least one input image or folder")
+        inputs = inputs[1:]
+        up = Upscaler(args.model, device=args.device)
+    written, failed = process_files(inputs, args.output,
                                     lambda img: up.upscale_array(img, tile=args.tile, overlap=args.overlap),
                                     suffix=args.suffix, ext=args.ext, max_pixels=args.max_pixels,
                                     progress=not args.no_progress)
     print(f"upscaled {written} image(s) x{up.scale} into {args.output}" + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_translate(args) -> int:
+    from genforge.data.io import read_image, read_label_map
+    from genforge.deploy.files import process_files
+    from genforge.deploy.infer import Translator
+    tr = Translator(args.model, device=args.device)
+    style = read_image(args.style) if args.style else None
+    if style is not None or args.seed is not None:
+        tr.style_code(style, args.seed)  # refuse --style/--seed for models without a style encoder, once
+    tr.network(args.direction)  # refuse a wrong direction before touching any file
+    reader = read_label_map if tr.kind == "spade" else read_image
+    written, failed = process_files(
+        args.inputs, args.output,
+        lambda img: tr.translate_array(img, direction=args.direction, style=style, seed=args.seed),
+        suffix=args.suffix, ext=args.ext or "png", max_pixels=args.max_pixels, progress=not args.no_progress,
+        reader=reader)
+    print(f"translated {written} image(s) into {args.output}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
 
 
@@ -193,8 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("upscale", help="super-resolve images or folders")
-    s.add_argument("model", help="shipped model name (isrnet-x2, ...), model folder, run directory or .onnx file")
-    s.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    s.add_argument("model", nargs="?", help="shipped model name (isrnet-x2, ...), model folder, run directory "
+                                            "or .onnx file; omitted with --weights")
+    s.add_argument("inputs", nargs="*", help="image files or folders (recursive)")
+    s.add_argument("--weights", metavar="FILE", help="third-party super-resolution weights (.pth, .pt, .ckpt, "
+                                                     ".safetensors: ESRGAN, Real-ESRGAN, SwinIR, ...) via spandrel")
     s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
     s.add_argument("--tile", type=int, default=0, help="process in tiles of this many LR pixels (0 = whole image)")
     s.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: the receptive-field radius)")
@@ -203,7 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     s.add_argument("--no-progress", action="store_true")
-    s.set_defaults(func=cmd_upscale)
+    # with an optional model, argparse takes both positionals at their first appearance: inputs given
+    # after an option (upscale MODEL -o out/ in.png) arrive as leftovers and are added here
+    s.set_defaults(func=cmd_upscale, leftover_inputs="inputs")
+
+    s = sub.add_parser("translate", help="image-to-image translation (Pix2Pix, CycleGAN, SPADE) of files or folders")
+    s.add_argument("model", help="shipped model name (pix2pix-edges2photos, ...), model folder, run directory or .onnx")
+    s.add_argument("inputs", nargs="+", help="image files or folders (SPADE: label maps of class ids)")
+    s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
+    s.add_argument("--direction", default="a2b", choices=("a2b", "b2a"), help="CycleGAN: which generator")
+    s.add_argument("--style", help="SPADE with a style encoder: take the style from this photo")
+    s.add_argument("--seed", type=int, help="SPADE with a style encoder: a random style from this seed")
+    s.add_argument("--suffix", default="", help="added to output file names")
+    s.add_argument("--ext", help="output format (default png)")
+    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_translate)
 
     s = sub.add_parser("eval-sr", help="PSNR/SSIM on a benchmark set with the published protocol")
     s.add_argument("model", help="model name, folder, run directory, or 'bicubic'")
@@ -253,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     # slower; passive waiting costs little when the cores are free. Must precede importing torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        target = getattr(args, "leftover_inputs", None)
+        if target is None or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        setattr(args, target, [*getattr(args, target), *extra])
     try:
         return args.func(args)
     except UserError as err:

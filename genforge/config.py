@@ -9,7 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genforge.errors import ConfigError
-from genforge.models import DCGANConfig, ISRNetConfig, LapSRNConfig, VAEConfig
+from genforge.models import (DCGANConfig, ISRNetConfig, LapSRNConfig, ResNetGenConfig, SPADEConfig, UNetConfig,
+                             VAEConfig)
+from genforge.models.patchgan import PatchGANConfig
 from genforge.models.sr_discriminator import SRDiscriminatorConfig
 
 
@@ -30,7 +32,9 @@ class AugmentConfig(Strict):
 
 
 class DataConfig(Strict):
-    dataset: str = Field("digits", description="digits, faces, photos or folder:PATH.")
+    dataset: str = Field("digits", description="digits, faces, photos or folder:PATH; translation: edges2photos, "
+                                               "labels2photos, gray2color, photo2poster, aligned:PATH, "
+                                               "unaligned:PATH or semantic:PATH.")
     split: Literal["train", "holdout", "all"] = "train"
     class_folders: bool = Field(False, description="folder:PATH: first-level sub-folders are classes.")
     lr_folder: str | None = Field(None, description="Super-resolution: paired LR images for folder:HR_PATH, "
@@ -98,6 +102,51 @@ class SRTaskConfig(Strict):
     val_images: int = Field(8, ge=0, description="Holdout patches for validation PSNR every train.eval_every.")
 
 
+class TranslationData(Strict):
+    """Training crops for image translation (shared by pix2pix, cyclegan and spade)."""
+
+    patch_size: int = Field(256, ge=16, le=2048, description="Training crop side; a multiple of the "
+                                                             "generator's size multiple.")
+    scale_jitter: list[float] = Field([1.0], description="Images are also used downscaled by these factors.")
+    flips: bool = Field(True, description="Random horizontal flips (the same on both sides of a pair).")
+    val_images: int = Field(3, ge=0, description="Holdout images for validation L1/PSNR and preview grids.")
+    val_size: int = Field(256, ge=16, description="Side of the holdout centre crops.")
+
+
+class Pix2PixTaskConfig(TranslationData):
+    kind: Literal["pix2pix"] = "pix2pix"
+    gan_loss: Literal["bce", "lsgan", "hinge", "none"] = Field(
+        "bce", description="Adversarial loss; none trains with L1 alone (for comparison).")
+    l1_weight: float = Field(100.0, ge=0.0, description="Weight of L1 to the target (pix2pix: 100).")
+    discriminator: PatchGANConfig = PatchGANConfig(norm="batch")
+    g_optim: Optim = Optim(schedule="linear", decay_start=0.5)
+    d_optim: Optim = Optim(schedule="linear", decay_start=0.5)
+
+
+class CycleGANTaskConfig(TranslationData):
+    kind: Literal["cyclegan"] = "cyclegan"
+    gan_loss: Literal["bce", "lsgan", "hinge"] = "lsgan"
+    cycle_weight: float = Field(10.0, ge=0.0, description="A -> B -> A and B -> A -> B reconstruction (L1).")
+    identity_weight: float = Field(0.5, ge=0.0, description="Identity loss, relative to cycle_weight; "
+                                                            "needs equal channels in A and B.")
+    pool_size: int = Field(50, ge=0, description="Image pool of past fakes shown to D (0 = off).")
+    discriminator: PatchGANConfig = PatchGANConfig()
+    g_optim: Optim = Optim(schedule="linear", decay_start=0.5)
+    d_optim: Optim = Optim(schedule="linear", decay_start=0.5)
+
+
+class SPADETaskConfig(TranslationData):
+    kind: Literal["spade"] = "spade"
+    gan_loss: Literal["hinge", "lsgan", "bce"] = "hinge"
+    feature_matching_weight: float = Field(10.0, ge=0.0, description="L1 between D features of fake and real.")
+    kl_weight: float = Field(0.05, ge=0.0, description="KL of the style encoder (model.use_style).")
+    l1_weight: float = Field(0.0, ge=0.0, description="Optional L1 to the photo (there is no VGG loss: "
+                                                      "no weights can be downloaded).")
+    discriminator: PatchGANConfig = PatchGANConfig(norm="spectral", n_layers=4, num_scales=2)
+    g_optim: Optim = Optim(learning_rate=1e-4, betas=(0.0, 0.9))
+    d_optim: Optim = Optim(learning_rate=4e-4, betas=(0.0, 0.9))  # two time-scale update rule
+
+
 class TrainConfig(Strict):
     steps: int = Field(2000, ge=1, description="Optimisation steps (discriminator steps for GANs).")
     batch_size: int = Field(64, ge=1, le=65536, description="Per process.")
@@ -113,9 +162,13 @@ class TrainConfig(Strict):
     threads: int = Field(0, ge=0, description="CPU threads (0 = the cores this process may use).")
 
 
-ModelConfig = Annotated[DCGANConfig | VAEConfig | ISRNetConfig | LapSRNConfig, Field(discriminator="name")]
-TaskConfig = Annotated[GANTaskConfig | VAETaskConfig | SRTaskConfig, Field(discriminator="kind")]
-COMPATIBLE = {"gan": ("dcgan",), "vae": ("vae",), "superres": ("isrnet", "lapsrn")}
+ModelConfig = Annotated[DCGANConfig | VAEConfig | ISRNetConfig | LapSRNConfig | UNetConfig | ResNetGenConfig
+                        | SPADEConfig, Field(discriminator="name")]
+TaskConfig = Annotated[GANTaskConfig | VAETaskConfig | SRTaskConfig | Pix2PixTaskConfig | CycleGANTaskConfig
+                       | SPADETaskConfig, Field(discriminator="kind")]
+COMPATIBLE = {"gan": ("dcgan",), "vae": ("vae",), "superres": ("isrnet", "lapsrn"),
+              "pix2pix": ("unet", "resnet"), "cyclegan": ("resnet", "unet"), "spade": ("spade",)}
+TRANSLATION_TASKS = ("pix2pix", "cyclegan", "spade")
 SR_MODELS = COMPATIBLE["superres"]
 
 
@@ -136,7 +189,8 @@ class RunConfig(Strict):
         return self
 
 
-_UNION_TAGS = {"dcgan", "vae", "gan", "isrnet", "lapsrn", "superres"}
+_UNION_TAGS = {"dcgan", "vae", "gan", "isrnet", "lapsrn", "superres", "unet", "resnet", "spade", "pix2pix",
+               "cyclegan"}
 
 
 def _format_error(err: ValidationError) -> str:

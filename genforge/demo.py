@@ -37,20 +37,20 @@ def run_demo(out: Path, steps: int = 1500) -> None:
     out.mkdir(parents=True, exist_ok=True)
     config = Path(__file__).resolve().parent.parent / "configs" / "gan_digits.yaml"
     every = max(1, steps // 6)
-    print(f"[1/4] training a DCGAN (BCE loss) on the bundled digits for {steps} steps ...")
+    print(f"[1/6] training a DCGAN (BCE loss) on the bundled digits for {steps} steps ...")
     t0 = time.time()
     run = train(str(config), [f"train.steps={steps}", f"train.eval_every={every}", f"train.sample_every={every}",
                               f"train.checkpoint_every={every}"], runs_root=str(out / "runs"))
     print(f"      done in {time.time() - t0:.0f} s: {run}")
-    print("[2/5] sample grids and FID curve ...")
+    print("[2/6] sample grids and FID curve ...")
     trained = Generation(str(run))
     grid = trained.save(trained.generate(64), out / "gan_samples.png")
     curve = plot_curve(run / "metrics.jsonl", out / "fid_curve.png")
-    print("[3/5] evaluating (FID/KID against the real digits, class coverage) ...")
+    print("[3/6] evaluating (FID/KID against the real digits, class coverage) ...")
     result = evaluate(str(run), ["fid", "kid", "coverage"], n=2000)
     print(format_table(result))
     report = write_report(result, str(run), None)
-    print("[4/5] sampling the shipped models ...")
+    print("[4/6] sampling the shipped models ...")
     shipped = []
     for m in list_models():
         if m["task"] == "generation":
@@ -60,8 +60,9 @@ def run_demo(out: Path, steps: int = 1500) -> None:
             gen.save(gen.generate(64, label=label) if label is None else gen.generate(16, label=label), path)
             shipped.append(path)
     sr = superres_demo(out)
+    translated = translation_demo(out)
     print("\noutputs:")
-    for p in [grid, curve, report, *shipped, sr, run / "samples", run / "tb"]:
+    for p in [grid, curve, report, *shipped, sr, *translated, run / "samples", run / "tb"]:
         if p is not None:
             print(f"  {p}")
     print(f"  TensorBoard: tensorboard --logdir {run / 'tb'}")
@@ -77,11 +78,11 @@ def superres_demo(out: Path) -> Path | None:
     upscalers = {m["name"]: Upscaler(m["name"], device="cpu") for m in list_models()
                  if m["task"] == "super-resolution"}
     if not upscalers:
-        print("[5/5] no super-resolution model is shipped yet: skipped")
+        print("[5/6] no super-resolution model is shipped yet: skipped")
         return None
     scale = 4 if any(up.scale == 4 for up in upscalers.values()) else 2
     models = [n for n, up in upscalers.items() if up.scale == scale]
-    print(f"[5/5] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
+    print(f"[5/6] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
           + " | ".join(models) + " | ground truth")
     images, _, _ = read_images("photos", split="holdout")
     hr = images[0][:, :, :3]
@@ -102,3 +103,47 @@ def superres_demo(out: Path) -> Path | None:
     path = out / f"superres_x{scale}.png"
     write_image(path, row.repeat(2, axis=0).repeat(2, axis=1))
     return path
+
+
+def translation_demo(out: Path) -> list[Path]:
+    """input | output | ground truth for a holdout image, for each shipped translation model."""
+    from genforge.data.io import write_image
+    from genforge.data.translation import read_translation
+    from genforge.deploy.infer import Translator
+    from genforge.metrics.psnr_ssim import psnr
+    models = [m["name"] for m in list_models() if m["task"] == "translation"]
+    if not models:
+        print("[6/6] no translation model is shipped yet: skipped")
+        return []
+    print(f"[6/6] image translation of a holdout image: input | output | ground truth ({', '.join(models)})")
+    written = []
+    for name in models:
+        tr = Translator(name, device="cpu")
+        cfg = tr.source.config
+        data = read_translation(cfg["data"]["dataset"], "holdout", label_nc=cfg["model"].get("label_nc"))
+        truth = data.truth if data.kind == "unpaired" else data.b
+        a, target = data.a[0], truth[0]
+        result = tr.translate_array(a)
+        shown = _show_input(a, tr.label_nc)
+        h, w = target.shape[:2]
+        size = min(256, h, w)
+        top, left = (h - size) // 2, (w - size) // 2
+        tiles = [x[top:top + size, left:left + size] for x in (shown, _rgb(result), _rgb(target))]
+        gap = np.full((size, 6, 3), 255, np.uint8)
+        path = out / f"{name}.png"
+        write_image(path, np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
+        print(f"      {name:<24} {data.names_a[0]}: PSNR {psnr(_rgb(result), _rgb(target)):.2f} dB (whole image, RGB)")
+        written.append(path)
+    return written
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image, 3, axis=2) if image.ndim == 3 and image.shape[2] == 1 else image[..., :3]
+
+
+def _show_input(a: np.ndarray, label_nc: int) -> np.ndarray:
+    """An input as RGB: grey repeated, a label map coloured by class."""
+    from genforge.data.grid import LABEL_PALETTE
+    if not label_nc:
+        return _rgb(a if a.ndim == 3 else a[:, :, None])
+    return LABEL_PALETTE[a if a.ndim == 2 else a[:, :, 0]]

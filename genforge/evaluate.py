@@ -14,7 +14,8 @@ from genforge.deploy.infer import Generation
 from genforge.engine.checkpoint import save_text
 from genforge.errors import UserError
 
-METRICS = ("fid", "kid", "coverage", "accuracy")
+METRICS = ("fid", "kid", "coverage", "accuracy", "l1", "psnr", "ssim")
+PAIRED_METRICS = ("l1", "psnr", "ssim")
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -45,7 +46,14 @@ def _predict(net, images: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(model: str, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0) -> dict:
-    gen = Generation(model, device="cpu")
+    from genforge.deploy.infer import TRANSLATION_KINDS, _open
+    opened = _open(model, "cpu")
+    if opened[0].config["task"]["kind"] in TRANSLATION_KINDS:
+        return evaluate_translation(model, metrics, features=features, seed=seed, opened=opened)
+    if set(PAIRED_METRICS) & set(metrics):
+        raise UserError(f"{', '.join(PAIRED_METRICS)} compare with a ground truth: they apply to translation models "
+                        "(super-resolution: genforge eval-sr)")
+    gen = Generation(model, opened=opened)
     cfg = gen.source.config
     result: dict = {"model": model, "n": n, "seed": seed}
     if "fid" in metrics or "kid" in metrics:
@@ -87,6 +95,72 @@ def evaluate(model: str, metrics: list[str], *, n: int = 2000, features: str = "
     return result
 
 
+def _tiles(images: list[np.ndarray], size: int = 64) -> torch.Tensor:
+    """Non-overlapping size x size tiles of H x W x 3 uint8 images, in [-1, 1]: FID needs many samples
+    and the holdout has few, large images."""
+    tiles = []
+    for im in images:
+        x = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float() / 127.5 - 1
+        for top in range(0, x.shape[1] - size + 1, size):
+            for left in range(0, x.shape[2] - size + 1, size):
+                tiles.append(x[:, top:top + size, left:left + size])
+    return torch.stack(tiles)
+
+
+def evaluate_translation(model: str, metrics: list[str], *, features: str = "auto", seed: int = 0,
+                         split: str = "holdout", opened=None) -> dict:
+    """Translate every image of the model's dataset split (holdout by default) whole and compare with
+    its ground truth: the paired target, or for the unpaired bundled pair the known true mapping.
+    L1 is the mean absolute error in [0, 1] units; PSNR/SSIM are on RGB (8-bit)."""
+    from genforge.data.translation import read_translation
+    from genforge.deploy.infer import Translator
+    from genforge.metrics.psnr_ssim import psnr, ssim
+    bad = [m for m in metrics if m in ("coverage", "accuracy")]
+    if bad:
+        raise UserError(f"{', '.join(bad)} apply to digit generators, not to translation models")
+    tr = Translator(model, opened=opened)
+    cfg = tr.source.config
+    data = read_translation(cfg["data"]["dataset"], split, label_nc=cfg["model"].get("label_nc"))
+    targets = data.truth if data.kind == "unpaired" else data.b
+    if targets is None:
+        raise UserError(f"dataset {cfg['data']['dataset']!r} has no ground truth for its {split} split "
+                        "(unpaired data without a known mapping)")
+    outputs, per_image = [], {}
+    for name, a, target in zip(data.names_a, data.a, targets):
+        out = tr.translate_array(a)
+        if out.shape[2] != target.shape[2]:  # a grey model output scored against RGB, or the reverse
+            out = np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out
+            target = np.repeat(target, 3, axis=2) if target.shape[2] == 1 else target
+        outputs.append((out, target))
+        row = {}
+        if "l1" in metrics:
+            row["l1"] = float(np.abs(out.astype(np.float64) - target.astype(np.float64)).mean() / 255)
+        if "psnr" in metrics:
+            row["psnr"] = psnr(out, target)
+        if "ssim" in metrics:
+            row["ssim"] = ssim(out, target)
+        per_image[name] = row
+    result: dict = {"model": model, "dataset": cfg["data"]["dataset"], "split": split, "images": len(outputs)}
+    for m in PAIRED_METRICS:
+        if m in metrics:
+            result[m] = float(np.mean([r[m] for r in per_image.values()]))
+    if "fid" in metrics or "kid" in metrics:
+        from genforge.metrics.fid import feature_network, fid_kid
+        if features == "auto":
+            raise UserError("fid/kid of translations need a feature network for photos: pass "
+                            "--features torchscript:PATH or inception:WEIGHTS")
+        rgb = [np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x for pair in outputs for x in pair]
+        fake, real = _tiles(rgb[0::2]), _tiles(rgb[1::2])
+        scores = fid_kid(real, fake, feature_network(features, "cpu"), seed=seed)
+        result["features"] = features
+        result["tiles"] = len(fake)
+        for m in ("fid", "kid"):
+            if m in metrics:
+                result[m] = scores[m]
+    result["per_image"] = per_image
+    return result
+
+
 def write_report(result: dict, model: str, out: str | None) -> Path:
     path = Path(out) if out else (Path(model) / "eval.json" if Path(model).is_dir() and
                                   (Path(model) / "checkpoints").is_dir() else Path("eval.json"))
@@ -99,6 +173,8 @@ def format_table(result: dict) -> str:
     for k, v in result.items():
         if isinstance(v, float):
             rows.append((k, f"{v:.4f}"))
+        elif isinstance(v, dict) and k == "per_image":
+            rows += [(f"  {name}", " ".join(f"{a} {b:.4f}" for a, b in r.items())) for name, r in v.items()]
         elif isinstance(v, dict):
             rows.append((k, " ".join(f"{a}:{b:.3f}" for a, b in v.items())))
     width = max(len(r[0]) for r in rows)

@@ -14,7 +14,7 @@ from genforge import config as C
 from genforge.data import load_dataset
 from genforge.engine import checkpoint, distributed
 from genforge.engine.batches import EpochBatches
-from genforge.engine.callbacks import GenerationMetrics, SampleGrid, Validation
+from genforge.engine.callbacks import GenerationMetrics, Previews, SampleGrid, Validation
 from genforge.engine.fit import fit, seed_everything
 from genforge.errors import ConfigError, UserError
 from genforge.tasks import build_task
@@ -118,7 +118,59 @@ def superres_setup(cfg: C.RunConfig, dist):
     return batches, callbacks, []
 
 
-SETUPS = {"gan": generation_setup, "vae": generation_setup, "superres": superres_setup}
+def translation_setup(cfg: C.RunConfig, dist):
+    """Random crops of pairs / unpaired domains / label maps, and validation on holdout crops."""
+    from genforge.data.translation import TranslationPatches, holdout_pairs, read_translation
+    from genforge.models import build_export_network
+    t, m = cfg.task, cfg.model
+    label_nc = getattr(m, "label_nc", None)
+    data = read_translation(cfg.data.dataset, cfg.data.split, label_nc=label_nc)
+    expected = {"pix2pix": ("paired",), "cyclegan": ("unpaired", "paired"), "spade": ("semantic",)}[t.kind]
+    if data.kind not in expected:
+        raise ConfigError(f"config error: data.dataset: {cfg.data.dataset!r} is {data.kind} data; "
+                          f"task.kind {t.kind} needs {' or '.join(expected)} data")
+    if t.kind == "spade":
+        if data.label_nc != m.label_nc:
+            raise ConfigError(f"config error: model.label_nc: is {m.label_nc} but dataset "
+                              f"{cfg.data.dataset!r} has {data.label_nc} classes")
+        wanted = {"out_channels": data.b_channels}
+    else:
+        wanted = {"in_channels": data.a_channels, "out_channels": data.b_channels}
+    for key, value in wanted.items():
+        if getattr(m, key) != value:
+            raise ConfigError(f"config error: model.{key}: is {getattr(m, key)} but dataset "
+                              f"{cfg.data.dataset!r} has {value}-channel {'A' if key == 'in_channels' else 'B'} images")
+    if getattr(m, "use_style", False) and t.patch_size < 32:
+        raise ConfigError(f"config error: task.patch_size: {t.patch_size} is too small for the style encoder "
+                          "(model.use_style needs at least 32)")
+    multiple = build_export_network(m, t.kind).size_multiple
+    if t.patch_size % multiple:
+        raise ConfigError(f"config error: task.patch_size: {t.patch_size} is not a multiple of the "
+                          f"generator's size multiple {multiple}")
+    batches = TranslationPatches(data, patch_size=t.patch_size, batch_size=cfg.train.batch_size, seed=cfg.seed,
+                                 flips=t.flips, scale_jitter=tuple(t.scale_jitter), device=dist.device,
+                                 rank=dist.rank)
+    val = []
+    if t.val_images and dist.is_main and cfg.data.split == "train":
+        try:
+            holdout = read_translation(cfg.data.dataset, "holdout", label_nc=label_nc)
+        except UserError:  # a user folder without a test split: no validation
+            holdout = None
+        if holdout is not None:
+            val = [{k: v.to(dist.device) for k, v in b.items()}
+                   for b in holdout_pairs(holdout, size=t.val_size, count=t.val_images, multiple=multiple)]
+
+    def callbacks(out: Path):
+        if not val:
+            return []
+        same = [b for b in val if all(b[k].shape == val[0][k].shape for k in b)]
+        return [Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every),
+                Previews(same, cfg.train.sample_every, out)]
+    return batches, callbacks, []
+
+
+SETUPS = {"gan": generation_setup, "vae": generation_setup, "superres": superres_setup,
+          "pix2pix": translation_setup, "cyclegan": translation_setup, "spade": translation_setup}
 
 
 def init_weights(task, cfg: C.RunConfig) -> None:

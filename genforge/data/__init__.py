@@ -171,5 +171,8 @@ def _convert(batch: np.ndarray, size: int, channels: int) -> torch.Tensor:
 
 def list_datasets() -> list[dict]:
     """One dict per bundled dataset (name, images, size, channels, labels, classes, splits,
-    description); ``folder:PATH`` is not listed since it has no fixed contents."""
-    return [dataset.info() for dataset in DATASETS.values()]
+    description), then the bundled translation sets; ``folder:PATH`` is not listed since it has
+    no fixed contents."""
+    from genforge.data.translation import dataset_rows
+
+    return [dataset.info() for dataset in DATASETS.values()] + dataset_rows()

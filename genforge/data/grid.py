@@ -7,6 +7,11 @@ import torch
 from torchvision.utils import make_grid
 
 
+# colours for showing class-id maps (any id 0..254; 255, "don't care", is black)
+LABEL_PALETTE = (np.random.default_rng(7).random((256, 3)) * 255).astype(np.uint8)
+LABEL_PALETTE[255] = 0
+
+
 def to_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
     """images in [-1, 1] (B, C, H, W) -> grid C x H x W in [0, 1]."""
     return make_grid(((images.detach().float().cpu() + 1) / 2).clamp(0, 1), nrow=nrow, padding=padding,

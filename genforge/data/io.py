@@ -52,6 +52,29 @@ def decode_image(data: bytes, *, max_pixels: int | None = None, name: str = "upl
         raise _bad_image(name, exc) from exc
 
 
+def read_label_map(source: str | os.PathLike | bytes, *, max_pixels: int | None = None,
+                   name: str | None = None) -> np.ndarray:
+    """A semantic label map: H x W class ids (uint8, or int32 for 16-bit files), read as the raw
+    values of an L, P (palette indices, not their colours) or I;16 image. Colour images are refused:
+    their colours would have to be mapped to ids by a table the file does not carry."""
+    label = name or (str(source) if not isinstance(source, bytes) else "upload")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ImageTooLargeError(f"bad image '{label}': too large ({im.width}x{im.height} pixels, "
+                                         f"limit {max_pixels})")
+            mode = im.mode
+            if mode not in ("L", "P", "I;16", "I;16B", "I", "1"):
+                raise BadImageError(f"label map '{label}' is a {mode} image: a label map must hold one class id "
+                                    "per pixel (grey L, palette P or 16-bit PNG), not colours")
+            ids = np.asarray(im)
+    except (BadImageError, ImageTooLargeError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
+        raise _bad_image(label, exc) from exc
+    return ids.astype(np.uint8) if ids.max(initial=0) < 256 else ids.astype(np.int32)
+
+
 def _read(source: Path | bytes, max_pixels: int | None) -> np.ndarray:
     """Decode a file (read lazily, header first) or bytes in memory through the same code."""
     in_memory = isinstance(source, bytes)

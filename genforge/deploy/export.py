@@ -38,8 +38,8 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
     source = read_source(name_or_path)
     module = build_export_module(source)
     kind = TASK_KINDS.get(source.config["task"]["kind"], "other")
-    meta = {"genforge_format": FORMAT, "task": kind, "channels": int(module.channels),
-            "config": json.dumps(source.config)}
+    channels = int(getattr(module, "channels", 0) or getattr(module, "out_channels", 0))
+    meta = {"genforge_format": FORMAT, "task": kind, "channels": channels, "config": json.dumps(source.config)}
     gen = torch.Generator().manual_seed(0)
     if kind == "super-resolution":
         m = int(getattr(module, "size_multiple", 1))
@@ -66,6 +66,30 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
         out_name = "images"
         axes = {n: {0: "batch"} for n in names + ["images"]}
         checks = {"random": gen_inputs(3), "random_other_batch": gen_inputs(7)}  # generators: batch is the dynamic axis
+    elif kind == "translation":
+        # CycleGAN exports its A -> B generator; SPADE takes the one-hot label map (and z with a style encoder)
+        m = int(module.size_multiple)
+        label_nc = int(getattr(module, "label_nc", 0) or 0)
+        use_style = bool(getattr(module, "use_style", False))
+        in_channels = label_nc or int(module.in_channels)
+        meta.update(size_multiple=m, in_channels=in_channels, out_channels=int(module.out_channels),
+                    label_nc=label_nc, use_style=int(use_style), z_dim=int(getattr(module, "z_dim", 0) or 0))
+
+        def image_inputs(n, h, w):
+            if label_nc:
+                ids = torch.randint(0, label_nc, (n, h, w), generator=gen)
+                x = torch.nn.functional.one_hot(ids, label_nc).permute(0, 3, 1, 2).float()
+            else:
+                x = torch.rand(n, in_channels, h, w, generator=gen) * 2 - 1
+            return (x, torch.randn(n, module.z_dim, generator=gen)) if use_style else (x,)
+        s = m * max(1, 16 // m)  # reflection padding and SPADE's instance norm need more than 1x1 at the bottom
+        inputs = image_inputs(1, 2 * s, s)
+        names = ["label_map", "z"] if use_style else ["label_map" if label_nc else "image"]
+        out_name = "output"
+        axes = {names[0]: {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
+        if use_style:
+            axes["z"] = {0: "batch"}
+        checks = {"random": image_inputs(2, 2 * s, s), "random_other_size": image_inputs(1, s + m, 3 * s)}
     else:
         raise UserError(f"model {source.name!r}: task {source.config['task']['kind']!r} cannot be exported to ONNX")
 
@@ -130,6 +154,11 @@ class OnnxRunner:
         self.receptive_radius = int(meta.get("receptive_radius", 0)) or None  # tiling overlap
         self.latent_dim = int(meta.get("latent_dim", 0))
         self.num_classes = int(meta.get("num_classes", 0))
+        self.in_channels = int(meta.get("in_channels", self.channels))
+        self.out_channels = int(meta.get("out_channels", self.channels))
+        self.label_nc = int(meta.get("label_nc", 0))
+        self.use_style = bool(int(meta.get("use_style", 0)))
+        self.z_dim = int(meta.get("z_dim", 0))
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Running an image-to-image model over files and folders (upscale now, translate later).
+"""Running an image-to-image model over files and folders (upscale, translate).
 
 Each output keeps its input's name (plus an optional suffix) in the output folder, is written to
 a temporary name and renamed, so a crash never leaves half an image. Bad inputs are reported one
@@ -41,8 +41,9 @@ def output_path(rel: Path, out_dir: Path, suffix: str, ext: str | None) -> Path:
 
 def process_files(inputs: list[str], out_dir: str, fn: Callable[[np.ndarray], np.ndarray], *,
                   suffix: str = "", ext: str | None = None, max_pixels: int | None = None,
-                  overwrite: bool = False, progress: bool = True) -> tuple[int, int]:
-    """Apply fn to every input image; returns (written, failed)."""
+                  overwrite: bool = False, progress: bool = True,
+                  reader: Callable[..., np.ndarray] = read_image) -> tuple[int, int]:
+    """Apply fn to every input image (read by `reader`: images, or label maps); returns (written, failed)."""
     files = collect_inputs(inputs)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -59,7 +60,7 @@ def process_files(inputs: list[str], out_dir: str, fn: Callable[[np.ndarray], np
             failed += 1
             continue
         try:
-            image = read_image(src, max_pixels=max_pixels)
+            image = reader(src, max_pixels=max_pixels)
             write_image(dst, fn(image))
             written += 1
         except BadImageError as err:

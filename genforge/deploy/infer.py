@@ -9,6 +9,8 @@ from genforge.device import select_device
 from genforge.errors import UserError
 from genforge.models.sampling import generate, interpolation_latents
 
+TRANSLATION_KINDS = ("pix2pix", "cyclegan", "spade")
+
 
 def is_onnx(name_or_path) -> bool:
     return str(name_or_path).lower().endswith(".onnx")
@@ -69,6 +71,8 @@ def load(name_or_path: str, device: str = "auto"):
         return Generation(name_or_path, opened=opened)
     if kind == "superres":
         return Upscaler(name_or_path, opened=opened)
+    if kind in TRANSLATION_KINDS:
+        return Translator(name_or_path, opened=opened)
     raise UserError(f"model {name_or_path!r}: task {kind!r} has no inference wrapper yet")
 
 
@@ -80,7 +84,8 @@ class Upscaler:
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
         from genforge.config import SR_MODELS
         self.source, self.module, self.device = opened or _open(name_or_path, device, source)
-        if self.source.config["model"]["name"] not in SR_MODELS:
+        name = self.source.config["model"]["name"]
+        if name not in SR_MODELS and not name.startswith("spandrel:"):  # spandrel: deploy/thirdparty.py
             raise UserError(f"model {self.source.name!r} is not a super-resolution model")
         self.scale = int(self.module.scale)
         self.channels = int(self.module.channels)
@@ -167,3 +172,130 @@ class Upscaler:
             image = np.asarray(image)
         out = self.upscale_array(np.asarray(image), **kwargs)
         return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out) if out.dtype == np.uint8 else out
+
+
+def _to_unit(image: np.ndarray) -> tuple[torch.Tensor, np.ndarray | None]:
+    """H x W x C uint8/uint16 -> (C' x H x W float in [-1, 1] without alpha, alpha channel or None)."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    peak = 65535.0 if image.dtype == np.uint16 else 255.0
+    alpha = image[:, :, -1] if image.shape[2] in (2, 4) else None
+    colour = image[:, :, :3] if image.shape[2] in (3, 4) else image[:, :, :1]
+    x = torch.from_numpy(colour.astype(np.float32) / peak).permute(2, 0, 1)
+    return x * 2 - 1, (None if alpha is None else (alpha.astype(np.float32) / peak * 255).round().astype(np.uint8))
+
+
+def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    if x.shape[0] == channels:
+        return x
+    if channels == 1:  # ITU-R BT.601 luma, as the bundled grey domains are made
+        return (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+    return x.expand(channels, -1, -1)
+
+
+class Translator:
+    """An image-to-image network (Pix2Pix, CycleGAN, SPADE) with everything around it: grey/RGB/RGBA
+    inputs (alpha passed through), 16-bit inputs, padding to the network's size multiple and
+    cropping back, CycleGAN's direction, SPADE's label maps (class ids, 255 = don't care) and its
+    optional style image or random style."""
+
+    def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
+        self.source, self.module, self.device = opened or _open(name_or_path, device)
+        self.kind = self.source.config["task"]["kind"]
+        if self.kind not in TRANSLATION_KINDS:
+            raise UserError(f"model {self.source.name!r} is a {self.kind} model, not an image translation model")
+        self.multiple = int(self.module.size_multiple)
+        self.out_channels = int(self.module.out_channels)
+        self.label_nc = int(getattr(self.module, "label_nc", 0) or 0)
+        self.use_style = bool(getattr(self.module, "use_style", False))
+
+    def network(self, direction: str):
+        if direction not in ("a2b", "b2a"):
+            raise UserError(f"--direction {direction!r}: choose a2b or b2a")
+        if direction == "a2b":
+            return self.module
+        if self.kind != "cyclegan":
+            raise UserError(f"model {self.source.name!r} ({self.kind}) translates one way only: --direction b2a "
+                            "needs a CycleGAN model")
+        if not hasattr(self.module, "direction"):
+            raise UserError("this ONNX file holds the A -> B generator only: export the model folder instead "
+                            "for --direction b2a")
+        return self.module.direction("b2a")
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if self.kind == "spade" and max(h + ph, w + pw) < 2 * self.multiple:
+            pw += self.multiple  # instance norm needs more than a 1x1 bottom grid
+        if ph or pw:
+            mode = "reflect" if h > ph and w > pw else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x
+
+    def label_map(self, ids: np.ndarray) -> torch.Tensor:
+        """H x W (or H x W x 1) class ids -> 1 x label_nc x H x W one-hot; 255 is 'don't care'."""
+        from genforge.models.spade import one_hot_labels
+        if ids.ndim == 3:
+            if ids.shape[2] != 1:
+                raise UserError("a label map must be one channel of class ids (an L, P or 16-bit PNG), "
+                                f"not a {ids.shape[2]}-channel image")
+            ids = ids[:, :, 0]
+        ids = ids.astype(np.int64)
+        bad = np.unique(ids[(ids >= self.label_nc) & (ids != 255)])
+        if bad.size:
+            raise UserError(f"class id {int(bad[0])} is out of range: model {self.source.name!r} has "
+                            f"label_nc {self.label_nc} (ids 0..{self.label_nc - 1}, 255 = don't care)")
+        return one_hot_labels(torch.from_numpy(ids)[None], self.label_nc)
+
+    @torch.inference_mode()
+    def style_code(self, style: np.ndarray | None, seed: int | None) -> torch.Tensor | None:
+        """z for SPADE: the style image's encoding, a random draw for a seed, else None (the mean)."""
+        if style is None and seed is None:
+            return None
+        if not self.use_style:
+            raise UserError(f"model {self.source.name!r} has no style encoder: --style/--seed do not apply")
+        if style is not None:
+            if min(style.shape[:2]) < 32:
+                raise UserError(f"--style image is {style.shape[1]}x{style.shape[0]}: the style encoder needs "
+                                "at least 32x32 pixels")
+            x, _ = _to_unit(style)
+            mu, _ = self.module.encode(_match_channels(x, 3)[None].to(self.device))
+            return mu
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(1, self.module.z_dim, generator=g).to(self.device)
+
+    @torch.inference_mode()
+    def translate_array(self, image: np.ndarray, *, direction: str = "a2b", style: np.ndarray | None = None,
+                        seed: int | None = None) -> np.ndarray:
+        """An image (or for SPADE a label map of class ids) -> H x W x C uint8 output of the same size."""
+        h, w = image.shape[:2]
+        alpha = None
+        if self.kind == "spade":
+            z = self.style_code(style, seed)
+            if z is None and self.use_style:  # the prior's mean: what the torch module does for z=None
+                z = torch.zeros(1, int(self.module.z_dim), device=self.device)
+            x = self._pad(self.label_map(image)).to(self.device)
+            y = self.module(x, z) if z is not None else self.module(x)
+        else:
+            net = self.network(direction)
+            x, alpha = _to_unit(image)
+            x = _match_channels(x, int(net.in_channels))[None]
+            y = net(self._pad(x).to(self.device))
+        y = ((y[0, :, :h, :w].float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        out = y.permute(1, 2, 0).numpy()
+        if alpha is not None:
+            out = np.concatenate([np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out, alpha[:, :, None]], 2)
+        return np.ascontiguousarray(out)
+
+    def translate(self, image, **kwargs):
+        """A path, PIL image or array in; a PIL image out (for the Python one-liner)."""
+        from PIL import Image
+
+        from genforge.data.io import read_image, read_label_map
+        if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+            image = read_label_map(image) if self.kind == "spade" else read_image(image)
+        elif isinstance(image, Image.Image):
+            image = np.asarray(image)
+        out = self.translate_array(np.asarray(image), **kwargs)
+        return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)

@@ -20,7 +20,8 @@ from genforge.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 FORMAT = 1
-TASK_KINDS = {"gan": "generation", "vae": "generation", "superres": "super-resolution"}
+TASK_KINDS = {"gan": "generation", "vae": "generation", "superres": "super-resolution",
+              "pix2pix": "translation", "cyclegan": "translation", "spade": "translation"}
 
 
 @dataclass
@@ -80,6 +81,17 @@ def read_source(name_or_path: str) -> ModelSource:
     raise UserError(f"no model {name_or_path!r}: not a shipped model ({names}), a model folder or a run directory")
 
 
+def names_a_model(arg: str) -> bool:
+    """Whether a command-line argument is a model (shipped name, model folder, run directory,
+    checkpoint, weights or .onnx file) rather than an image or an image folder."""
+    path = Path(arg)
+    if path.is_dir():
+        return any((path / f).exists() for f in ("config.json", "config.yaml", "checkpoints"))
+    if path.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors", ".onnx"):
+        return True
+    return not path.exists() and "/" not in arg and (PRETRAINED_DIR / arg / "config.json").is_file()
+
+
 def build_export_module(source: ModelSource, device="cpu") -> torch.nn.Module:
     """Rebuild the network from the config alone and load its weights."""
     from genforge.config import ModelConfig
@@ -88,12 +100,14 @@ def build_export_module(source: ModelSource, device="cpu") -> torch.nn.Module:
         model_cfg = TypeAdapter(ModelConfig).validate_python(source.config["model"])
     except (ValidationError, KeyError) as err:
         raise UserError(f"model {source.name!r}: its config does not describe a known network ({err})") from None
-    module = build_export_network(model_cfg)
+    module = build_export_network(model_cfg, source.config.get("task", {}).get("kind"))
     try:
         module.load_state_dict(source.state)
     except RuntimeError as err:
         raise UserError(f"model {source.name!r}: weights do not fit its config: "
                         f"{str(err).splitlines()[0]}") from None
+    from genforge.nn.norms import fold_spectral_
+    fold_spectral_(module)  # inference needs no power iteration, and ONNX has no operator for it
     return module.to(device).eval()
 
 

@@ -82,3 +82,21 @@ class Validation(Periodic):
             means = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
             logger.scalars(step, means, kind="val")
             logger.message(f"step {step}: " + ", ".join(f"val {k} {v:.4g}" for k, v in means.items()))
+
+
+class Previews(Periodic):
+    """Rows of task.preview(batch) (input | output | target) for fixed held-out batches, to
+    TensorBoard and samples/, every `every` steps and at the end."""
+
+    def __init__(self, batches: list[dict], every: int, run_dir: Path):
+        super().__init__(every, at_start=False)
+        self.batches, self.run_dir = batches, run_dir
+
+    def run(self, step, task, logger):
+        import torch
+        rows = [task.preview(b) for b in self.batches]
+        if rows:
+            images = torch.cat(rows)
+            per_row = len(rows[0])
+            logger.image(step, "previews", to_grid(images, nrow=per_row))
+            save_grid(images, Path(self.run_dir) / "samples" / f"step_{step:08d}.png", nrow=per_row)

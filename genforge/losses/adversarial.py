@@ -48,3 +48,23 @@ def clip_weights(module: nn.Module, limit: float) -> None:
     """WGAN's Lipschitz constraint by weight clipping (Arjovsky et al. 2017)."""
     for p in module.parameters():
         p.clamp_(-limit, limit)
+
+
+def feature_matching(fake_features, real_features) -> torch.Tensor:
+    """Mean L1 between discriminator activations of fake and real images (pix2pixHD, SPADE):
+    the generator matches the statistics D uses, which steadies adversarial training."""
+    pairs = list(zip(fake_features, real_features))
+    return sum((f - r.detach()).abs().mean() for f, r in pairs) / len(pairs)
+
+
+def multiscale_d_loss(kind: str, real_outputs, fake_outputs) -> torch.Tensor:
+    """d_loss averaged over the scales of a multi-scale discriminator's (logits, features) list."""
+    return sum(d_loss(kind, r[0], f[0]) for r, f in zip(real_outputs, fake_outputs)) / len(real_outputs)
+
+
+def multiscale_g_loss(kind: str, fake_outputs) -> torch.Tensor:
+    return sum(g_loss(kind, f[0]) for f in fake_outputs) / len(fake_outputs)
+
+
+def multiscale_feature_matching(fake_outputs, real_outputs) -> torch.Tensor:
+    return sum(feature_matching(f[1], r[1]) for f, r in zip(fake_outputs, real_outputs)) / len(fake_outputs)

@@ -7,7 +7,7 @@ from torch import nn
 
 from genforge.data.degrade import imresize
 from genforge.engine.ema import EMA
-from genforge.losses import charbonnier, d_loss, g_loss
+from genforge.losses import charbonnier, d_loss, feature_matching, g_loss
 from genforge.models import build_sr_network
 from genforge.models.sr_discriminator import SRDiscriminator
 from genforge.tasks.base import Task, make_optimizer, make_scheduler
@@ -85,7 +85,7 @@ class SuperResTask(Task):
             if self.cfg.feature_matching_weight > 0:
                 with torch.no_grad():
                     _, real_feats = D(hr, return_features=True)
-                fm = sum((f - r).abs().mean() for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
+                fm = feature_matching(fake_feats, real_feats)
                 loss = loss + self.cfg.feature_matching_weight * fm
                 metrics["loss_fm"] = fm.detach()
             D.requires_grad_(True)

@@ -1,0 +1,146 @@
+"""Translation benchmark: Pix2Pix (with and without its GAN loss), CycleGAN and SPADE on the bundled data.
+
+For each model: parameters, seconds per training iteration at 128 px crops (median over timed
+iterations, 2 CPU threads), then a training run of the shipped config sized to a fixed CPU budget
+(steps = budget / measured seconds per step, so the learning-rate schedule completes), and the
+holdout L1/PSNR/SSIM against the ground truth: the paired target, or for the unpaired photo2poster
+the known true mapping. One PNG grid per model (holdout input | output | ground truth).
+
+    python bench/translation.py [--budget 480] [--models pix2pix,pix2pix_l1,cyclegan,spade]
+
+Writes bench/results/translation.md/.json, bench/results/translation_<model>.png and the README
+section between the bench:translation markers."""
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+
+from common import RESULTS, ROOT, machine_line, write_readme_section  # noqa: E402  (path, OpenMP first)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from genforge.config import load_config  # noqa: E402
+from genforge.data.translation import TranslationPatches, read_translation  # noqa: E402
+from genforge.evaluate import evaluate_translation  # noqa: E402
+from genforge.tasks import build_task  # noqa: E402
+from genforge.train import train  # noqa: E402
+
+MODELS = {  # name -> (config, overrides)
+    "pix2pix": ("pix2pix_edges2photos", []),
+    "pix2pix_l1": ("pix2pix_edges2photos", ["task.gan_loss=none"]),
+    "cyclegan": ("cyclegan_photo2poster", []),
+    "spade": ("spade_labels2photos", []),
+}
+
+
+def seconds_per_step(config: str, overrides: list[str], patch: int, steps: int = 6) -> float:
+    """Median wall time of one training iteration (forward, backward, every optimizer) on patch-px crops."""
+    cfg = load_config(ROOT / "configs" / f"{config}.yaml", overrides + [f"task.patch_size={patch}"])
+    data = read_translation(cfg.data.dataset, "train", label_nc=getattr(cfg.model, "label_nc", None))
+    batches = TranslationPatches(data, patch_size=patch, batch_size=cfg.train.batch_size, seed=0)
+    task = build_task(cfg, torch.device("cpu"))
+    times = []
+    for step in range(steps + 2):
+        batch = batches.batch(step)
+        t0 = time.perf_counter()
+        task.begin_step()
+        task.training_step(batch, step)
+        task.end_step()
+        if step >= 2:  # the first iterations allocate
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def grid(run, out) -> None:
+    """Holdout crops: input | output | ground truth, one row per holdout image."""
+    from genforge.data.io import write_image
+    from genforge.demo import _rgb, _show_input
+    from genforge.deploy.infer import Translator
+    tr = Translator(str(run), device="cpu")
+    cfg = tr.source.config
+    data = read_translation(cfg["data"]["dataset"], "holdout", label_nc=cfg["model"].get("label_nc"))
+    truth = data.truth if data.kind == "unpaired" else data.b
+    rows = []
+    for a, target in zip(data.a, truth):
+        size = min(192, *target.shape[:2])
+        top, left = (target.shape[0] - size) // 2, (target.shape[1] - size) // 2
+        tiles = [x[top:top + size, left:left + size]
+                 for x in (_show_input(a, tr.label_nc), _rgb(tr.translate_array(a)), _rgb(target))]
+        gap = np.full((size, 4, 3), 255, np.uint8)
+        rows.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    write_image(out, np.concatenate(rows, axis=0))
+
+
+def run_model(name: str, budget: float, out_root) -> dict:
+    config, overrides = MODELS[name]
+    cfg = load_config(ROOT / "configs" / f"{config}.yaml", overrides)
+    s128 = seconds_per_step(config, overrides, 128)
+    s_train = seconds_per_step(config, overrides, cfg.task.patch_size)
+    steps = max(50, int(budget / s_train))
+    run = out_root / name
+    shutil.rmtree(run, ignore_errors=True)
+    t0 = time.perf_counter()
+    train(str(ROOT / "configs" / f"{config}.yaml"),
+          overrides + [f"train.steps={steps}", f"train.checkpoint_every={steps}", f"train.eval_every={steps}",
+                       f"train.sample_every={steps}"], run_dir=str(run), progress=False)
+    seconds = time.perf_counter() - t0
+    result = evaluate_translation(str(run), ["l1", "psnr", "ssim"])
+    grid(run, RESULTS / f"translation_{name}.png")
+    task = build_task(cfg, torch.device("cpu"))
+    params = sum(p.numel() for p in task.export_module().parameters())
+    return {"name": name, "config": config, "overrides": overrides, "dataset": cfg.data.dataset,
+            "params": params, "s_per_iter_128": s128, "batch_size": cfg.train.batch_size,
+            "train_patch": cfg.task.patch_size, "steps": steps, "train_seconds": seconds,
+            "l1": result["l1"], "psnr": result["psnr"], "ssim": result["ssim"], "per_image": result["per_image"]}
+
+
+def table(rows: list[dict], budget: float) -> str:
+    lines = [f"Fixed CPU budget of {budget / 60:.0f} min per model (steps = budget / measured s per step at the "
+             "config's crop size, so each schedule completes); holdout images whole (chelsea, coins, flower; "
+             "gray2color/photo2poster as documented), L1 in [0, 1] units, PSNR/SSIM on RGB. "
+             "photo2poster is unpaired: its scores are against the known true mapping. "
+             f"Iteration time: one step of every optimizer on a batch of 128 px crops (median). {machine_line()}.",
+             "", "| model | data | params (G) | s/iter @128 px (batch) | steps in budget | holdout L1 | PSNR | SSIM |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['dataset']} | {r['params']:,} | {r['s_per_iter_128']:.3f} ({r['batch_size']}) "
+                     f"| {r['steps']:,} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+    lines += ["", "Grids (input | output | ground truth): "
+              + ", ".join(f"[{r['name']}](bench/results/translation_{r['name']}.png)" for r in rows), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budget", type=float, default=480.0, help="training seconds per model")
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(ROOT / "bench" / "runs" / "translation"))
+    p.add_argument("--table-only", action="store_true", help="rewrite the tables from translation.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from pathlib import Path
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    saved = RESULTS / "translation.json"
+    if args.table_only:
+        data = json.loads(saved.read_text())
+        rows, budget = data["models"], data["budget"]
+    else:
+        rows, budget = [], args.budget
+        for name in args.models.split(","):
+            rows.append(run_model(name, budget, Path(args.out)))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "per_image"}), flush=True)
+        saved.write_text(json.dumps({"budget": budget, "models": rows}, indent=2))
+    text = table(rows, budget)
+    (RESULTS / "translation.md").write_text("# Translation benchmark\n\n" + text)
+    write_readme_section("translation", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
