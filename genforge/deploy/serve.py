@@ -1,4 +1,4 @@
-"""HTTP service and web page: generation and super-resolution over JSON and multipart.
+"""HTTP service and web page: generation, super-resolution and translation over JSON and multipart.
 
 Models load once at start-up and are addressed by name only, so no request can make the server
 read or write a path. Every model call runs in a small thread pool (``concurrency`` workers) under
@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genforge.data.grid import to_grid, to_uint8
-from genforge.data.io import decode_image, encode_image
-from genforge.deploy.infer import Generation, Upscaler, load
+from genforge.data.io import decode_image, encode_image, read_label_map
+from genforge.deploy.infer import Generation, Translator, Upscaler, load
 from genforge.errors import BadImageError, ImageTooLargeError, UserError
 
 log = logging.getLogger("genforge.serve")
@@ -118,7 +118,8 @@ class _BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        limit = self.upload_limit if scope["path"] == "/v1/upscale" else _JSON_LIMIT
+        limit = {"/v1/upscale": self.upload_limit, "/v1/translate": 2 * self.upload_limit}.get(scope["path"],
+                                                                                            _JSON_LIMIT)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await _too_large(limit)(scope, receive, send)
@@ -146,6 +147,10 @@ def _describe(name: str, wrapper) -> dict:
         info.update(task="generation", latent_dim=int(wrapper.latent_dim),
                     num_classes=int(wrapper.num_classes or 0), image_size=int(cfg["model"].get("image_size", 0)),
                     channels=int(cfg["model"].get("channels", 0)))
+    elif isinstance(wrapper, Translator):
+        info.update(task="translation", kind=wrapper.kind, label_nc=wrapper.label_nc, style=wrapper.use_style,
+                    directions=["a2b", "b2a"] if wrapper.kind == "cyclegan" else ["a2b"],
+                    input="label map (class ids)" if wrapper.kind == "spade" else "image")
     else:
         info.update(task="super-resolution", scale=wrapper.scale, channels=wrapper.channels)
     return info
@@ -181,7 +186,7 @@ def create_app(models: dict | list[str], limits: Limits | None = None, *, device
         pool.shutdown()
 
     app = FastAPI(title="genforge", version="1", lifespan=lifespan,
-                  description="Generate digits and upscale images with genforge models. "
+                  description="Generate images, upscale and translate them with genforge models. "
                               "Errors are JSON objects {\"error\": \"...\"}.")
     app.state.models, app.state.limits, app.state.pool = models, limits, pool
     app.add_middleware(_BodyLimit, limits=limits)
@@ -228,6 +233,13 @@ def create_app(models: dict | list[str], limits: Limits | None = None, *, device
                                      f"not a {task} model")
         return wrapper
 
+    async def read_upload(upload: UploadFile) -> bytes:
+        data = await upload.read(limits.max_upload_bytes + 1)
+        await upload.close()
+        if len(data) > limits.max_upload_bytes:
+            raise HTTPException(413, f"upload larger than {limits.max_upload_bytes} bytes")
+        return data
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page():
         return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"),
@@ -266,10 +278,7 @@ def create_app(models: dict | list[str], limits: Limits | None = None, *, device
     async def upscale(image: UploadFile = File(description="the image (PNG, JPEG, WebP, TIFF, ...)"),
                       model: str = Form(description="name of a loaded super-resolution model")):
         up = model_for(model, Upscaler, "super-resolution")
-        data = await image.read(limits.max_upload_bytes + 1)
-        await image.close()
-        if len(data) > limits.max_upload_bytes:
-            raise HTTPException(413, f"upload larger than {limits.max_upload_bytes} bytes")
+        data = await read_upload(image)
 
         def work():
             array = decode_image(data, max_pixels=limits.max_pixels, name="image")
@@ -278,10 +287,30 @@ def create_app(models: dict | list[str], limits: Limits | None = None, *, device
         return Response(await run(work), media_type="image/png",
                         headers={"Content-Disposition": f'inline; filename="upscaled_x{up.scale}.png"'})
 
-    @app.post("/v1/translate", summary="image-to-image translation (no model available yet)",
-              status_code=501, responses={501: {"description": "no translation model is available yet"}})
-    async def translate():
-        return _error(501, "no translation model is available yet")
+    @app.post("/v1/translate", summary="image-to-image translation: Pix2Pix, CycleGAN, SPADE (PNG out)",
+              responses={200: {"content": {"image/png": {}}, "description": "translated PNG"}},
+              response_class=Response)
+    async def translate(image: UploadFile = File(description="the input image; SPADE: a label map of class ids "
+                                                             "(grey, palette or 16-bit PNG)"),
+                        model: str = Form(description="name of a loaded translation model"),
+                        style: UploadFile | None = File(None, description="SPADE with a style encoder: style photo"),
+                        direction: str = Form("a2b", description="CycleGAN: a2b or b2a"),
+                        seed: int | None = Form(None, description="SPADE with a style encoder: a random style")):
+        tr = model_for(model, Translator, "translation")
+        data = await read_upload(image)
+        style_data = await read_upload(style) if style is not None and style.filename else None
+
+        def work():
+            if tr.kind == "spade":
+                array = read_label_map(data, max_pixels=limits.max_pixels, name="image")
+            else:
+                array = decode_image(data, max_pixels=limits.max_pixels, name="image")
+            style_array = decode_image(style_data, max_pixels=limits.max_pixels, name="style") \
+                if style_data is not None else None
+            return encode_image(tr.translate_array(array, direction=direction, style=style_array, seed=seed), ".png")
+
+        return Response(await run(work), media_type="image/png",
+                        headers={"Content-Disposition": 'inline; filename="translated.png"'})
 
     return app
 

@@ -38,8 +38,25 @@ def sr_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def models(sr_folder):
-    return load_models(["digits-wgangp", "digits-cgan", str(sr_folder)], device="cpu")
+def translation_folders(tmp_path_factory):
+    from tests.tasks.test_translation import translation_raw
+    root = tmp_path_factory.mktemp("serve_translation")
+    out = []
+    for kind in ("cyclegan", "spade"):
+        raw = translation_raw(kind)
+        raw["train"].update(steps=1, checkpoint_every=1, eval_every=0)
+        raw["task"]["val_images"] = 0
+        cfg = root / f"{kind}.yaml"
+        cfg.write_text(yaml.safe_dump(raw))
+        run = train(str(cfg), run_dir=str(root / kind), progress=False)
+        out.append(export_folder(str(run), root / f"tiny-{kind}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(sr_folder, translation_folders):
+    return load_models(["digits-wgangp", "digits-cgan", str(sr_folder), *map(str, translation_folders)],
+                       device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +141,39 @@ def test_upscale_errors(client):
     assert upload(client, good, model="nope").status_code == 404
     assert upload(client, good, model="digits-cgan").status_code == 400
     assert client.post("/v1/upscale", data={"model": "tiny-sr-x2"}).status_code == 422  # no file
-    r = client.post("/v1/translate")
-    assert r.status_code == 501 and r.json() == {"error": "no translation model is available yet"}
     assert client.get("/healthz").status_code == 200  # still serving
+
+
+def translate(client, data: bytes, model="tiny-cyclegan", **form):
+    files = {"image": ("x.png", data, "image/png")}
+    if "style" in form:
+        files["style"] = ("s.png", form.pop("style"), "image/png")
+    return client.post("/v1/translate", data={"model": model, **form}, files=files)
+
+
+def test_translate(client):
+    img = png((np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8))
+    ab, ba = translate(client, img), translate(client, img, direction="b2a")
+    assert ab.status_code == ba.status_code == 200 and ab.headers["content-type"] == "image/png"
+    assert decode_image(ab.content).shape == (20, 28, 3) and ab.content != ba.content
+    r = translate(client, img, direction="sideways")
+    assert r.status_code == 400 and "a2b or b2a" in r.json()["error"]
+    ids = np.zeros((24, 32), np.uint8)
+    ids[:, 16:] = 5
+    out = translate(client, png(ids), model="tiny-spade")
+    assert out.status_code == 200 and decode_image(out.content).shape == (24, 32, 3)
+    styled = translate(client, png(ids), model="tiny-spade",
+                       style=png((np.random.default_rng(1).random((40, 40, 3)) * 255).astype(np.uint8)))
+    assert styled.status_code == 200 and styled.content != out.content
+    ids[0, 0] = 9
+    r = translate(client, png(ids), model="tiny-spade")
+    assert r.status_code == 400 and "class id 9" in r.json()["error"]
+    r = translate(client, img, model="tiny-spade")  # a colour photo is not a label map
+    assert r.status_code == 400 and "label map" in r.json()["error"]
+    assert translate(client, img, model="tiny-sr-x2").status_code == 400  # wrong task
+    assert translate(client, b"not an image").status_code == 400
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert models["tiny-cyclegan"]["directions"] == ["a2b", "b2a"] and models["tiny-spade"]["style"] is True
 
 
 def test_full_queue_is_503_with_retry_after_and_timeout_is_504(models, monkeypatch):
