@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test browser bench bench-deploy clean
 
 setup: $(STAMP)
 
@@ -19,11 +19,27 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(PY) -m genforge demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The browser test (tests/deploy/test_browser.py) drives Debian's chromium through Playwright; nothing
+# downloads a browser. Without apt-get (or root) the install is skipped and so is that one test.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$${GENFORGE_CHROMIUM:-}" ] || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (Debian package) for the browser test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	      || echo "warning: apt-get could not install chromium: the browser test will be skipped"; \
+	  else \
+	    echo "note: chromium is not installed and apt-get is unavailable or needs root: the browser test will be" \
+	         "skipped (install chromium, or set GENFORGE_CHROMIUM=/path/to/chromium)"; \
+	  fi; }
 
 bench: $(STAMP)
 	$(PY) bench/generation.py
+
+bench-deploy: $(STAMP)
+	$(PY) bench/deploy.py
 
 clean:
 	rm -rf $(VENV) runs demo_out

@@ -25,7 +25,7 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from genforge.nn import ACTIVATIONS, activation, norm2d
@@ -43,6 +43,9 @@ class UNetConfig(BaseModel):
     image_size: int = Field(256, description=(
         "Training side, a power of two in 16..1024: log2(image_size) down-sampling levels make the "
         "bottleneck 1x1 at this size. Inputs must be multiples of it."))
+    bottleneck: int = Field(1, ge=1, le=64, description=(
+        "Bottleneck side at image_size (a power of two): 1 is pix2pix; larger stops the down-sampling "
+        "earlier, so the network stays local and behaves the same on inputs larger than image_size."))
     width: int = Field(64, ge=4, le=256, description="Channels of the first level (pix2pix's ngf).")
     max_width: int = Field(512, ge=4, le=2048, description=(
         "Cap on channels; below it they double per level up to 8 * width, as pix2pix."))
@@ -66,9 +69,23 @@ class UNetConfig(BaseModel):
             raise ValueError(f"unknown activation {v!r}; choose one of {', '.join(ACTIVATIONS)}")
         return v
 
+    @field_validator("bottleneck")
+    @classmethod
+    def _bottleneck_power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"must be a power of two (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _leaves_levels(self):
+        if self.image_size // self.bottleneck < 4:
+            raise ValueError(f"bottleneck {self.bottleneck} leaves fewer than 2 levels at image_size "
+                             f"{self.image_size}")
+        return self
+
     @property
     def depth(self) -> int:
-        return int(math.log2(self.image_size))
+        return int(math.log2(self.image_size // self.bottleneck))
 
     def level_widths(self) -> list[int]:
         """Output channels of the down convs, from full resolution to the bottleneck."""
@@ -101,7 +118,7 @@ def up_block(cin: int, cout: int, norm: str, act: str, dropout: float) -> nn.Seq
 class UNetGenerator(nn.Module):
     """x (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1].
 
-    H and W must be multiples of `size_multiple` = 2**depth = image_size."""
+    H and W must be multiples of `size_multiple` = 2**depth = image_size / bottleneck."""
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
@@ -128,8 +145,7 @@ class UNetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.size_multiple
         if x.shape[-2] % m or x.shape[-1] % m:  # a shape check, not a value one: fine for export
-            raise ValueError(f"UNetGenerator input height and width must be multiples of {m} (the image_size "
-                             f"it was built for), got {tuple(x.shape[-2:])}: pad the input")
+            raise ValueError(f"UNetGenerator input height and width must be multiples of {m} (2**depth), got {tuple(x.shape[-2:])}: pad the input")
         skips = []
         for down in self.down:
             x = down(x)

@@ -1,0 +1,357 @@
+"""Deployment benchmark: PyTorch eager against ONNX Runtime for every shipped model, then the HTTP
+service under load.
+
+1. Every shipped model whose task has an entry in KINDS is exported to ONNX (verified against
+   PyTorch by the exporter) and run through the same inference wrapper twice: with the torch module
+   and with the .onnx file. Latency is the median of N calls after one warm-up; the two runtimes
+   alternate call by call, so a busy neighbour on the machine slows both alike. Throughput is output
+   megapixels per second (super-resolution) or images per second (generation). torch uses 2 threads,
+   ONNX Runtime 2 intra-op threads (CPU provider).
+2. `genforge serve --models isrnet-x2` in a child process takes REQUESTS /v1/upscale calls of a
+   128x128 image with IN_FLIGHT of them in flight: p50/p95 latency, throughput, and the server
+   process's peak RSS.
+
+Writes bench/results/deploy.md and the README section between <!-- bench:deploy --> markers.
+
+    python bench/deploy.py            # the full run, about 5-10 minutes on 2 cores
+    python bench/deploy.py --quick    # smoke run: small inputs, few calls, 40 requests (< 1 minute)
+"""
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+THREADS = 2
+# before torch and onnxruntime are imported: torch's OpenMP pool and OnnxRunner's intra-op threads read it
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
+from common import RESULTS, ROOT, write_readme_section  # noqa: E402  (path, OpenMP first)
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from genforge.data.io import decode_image, encode_image  # noqa: E402
+from genforge.deploy.export import export_onnx  # noqa: E402
+from genforge.deploy.infer import load  # noqa: E402
+from genforge.deploy.pretrained import list_models  # noqa: E402
+from genforge.errors import UserError  # noqa: E402
+
+SERVICE_MODEL = "isrnet-x2"
+
+
+# -- what is measured per task kind ---------------------------------------------------------------
+
+@dataclass
+class Case:
+    label: str
+    call: Callable[[object], object]   # one inference call on a wrapper (torch- or ONNX-backed)
+    work: float                        # units of `Kind.unit` produced by one call
+
+
+@dataclass
+class Kind:
+    unit: str
+    cases: Callable[[object, bool], list[Case]]   # (torch wrapper, quick) -> cases
+
+
+def photo_like(channels: int, h: int, w: int) -> torch.Tensor:
+    """C x H x W in [0, 1]: smooth gradients plus texture, so the network sees image-like input."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([(0.2 + 0.6 * xx) * (0.5 + 0.5 * yy), 0.5 + 0.4 * torch.sin(6 * xx + 3 * yy),
+                        0.3 + 0.5 * yy][:channels])
+    return (base + 0.05 * torch.randn(channels, h, w, generator=g)).clamp(0, 1)
+
+
+def sr_cases(up, quick: bool) -> list[Case]:
+    cases = []
+    for side in (64, 128) if quick else (256, 1024):
+        x = photo_like(up.channels, side, side)
+        out = side * up.scale
+        cases.append(Case(f"{side}x{side} -> {out}x{out}", lambda w, x=x: w.upscale_tensor(x), out * out / 1e6))
+    return cases
+
+
+def generation_cases(gen, quick: bool) -> list[Case]:
+    return [Case(f"batch {n}", lambda w, n=n: w.generate(n, seed=0), n) for n in (1, 64)]
+
+
+# A new task kind (e.g. "translation") is one entry here; models of kinds not listed are skipped with a note.
+KINDS = {
+    "super-resolution": Kind("MPix/s", sr_cases),
+    "generation": Kind("images/s", generation_cases),
+}
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compare(name: str, kind: Kind, torch_wrapper, ort_wrapper, quick: bool, budget: float) -> list[dict]:
+    rows = []
+    for case in kind.cases(torch_wrapper, quick):
+        warm = max(timed(lambda: case.call(torch_wrapper)), timed(lambda: case.call(ort_wrapper)))
+        runs = 2 if quick else int(min(25, max(2, budget / max(warm, 1e-6))))
+        times = {"torch": [], "ort": []}
+        for _ in range(runs):  # interleaved: drift on a shared machine hits both runtimes alike
+            times["torch"].append(timed(lambda: case.call(torch_wrapper)))
+            times["ort"].append(timed(lambda: case.call(ort_wrapper)))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append({"model": name, "case": case.label, "runs": runs, "unit": kind.unit,
+                     "torch_s": med["torch"], "ort_s": med["ort"],
+                     "torch_rate": case.work / med["torch"], "ort_rate": case.work / med["ort"]})
+        print(f"  {name} {case.label}: torch {med['torch'] * 1000:.1f} ms, ORT {med['ort'] * 1000:.1f} ms "
+              f"({runs} runs)", flush=True)
+    return rows
+
+
+def runtimes(quick: bool, budget: float, only: list[str] | None) -> tuple[list[dict], list[str], int]:
+    rows, notes, ort_threads = [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in list_models():
+            if only and m["name"] not in only:
+                continue
+            kind = KINDS.get(m["task"])
+            if kind is None:
+                notes.append(f"`{m['name']}` skipped: no benchmark entry for task {m['task']!r}")
+                continue
+            try:
+                export_onnx(m["name"], Path(tmp) / f"{m['name']}.onnx")
+            except UserError as err:
+                notes.append(f"`{m['name']}` skipped: {err}")
+                continue
+            torch_wrapper = load(m["name"], "cpu")
+            ort_wrapper = load(str(Path(tmp) / f"{m['name']}.onnx"))
+            ort_threads = ort_wrapper.module.session.get_session_options().intra_op_num_threads
+            print(f"{m['name']} ({m['task']})", flush=True)
+            rows += compare(m["name"], kind, torch_wrapper, ort_wrapper, quick, budget)
+            del torch_wrapper, ort_wrapper
+    return rows, notes, ort_threads
+
+
+# -- the service under load -----------------------------------------------------------------------
+
+def rss_kb(pid: int, field: str) -> int | None:
+    """VmHWM (peak) or VmRSS (now) of a process from /proc, in kB; None off Linux."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakRSS:
+    """The server's peak RSS: the kernel's exact high-water mark (VmHWM) where /proc has it, else
+    the maximum of psutil samples every 20 ms."""
+
+    def __init__(self, pid: int):
+        self.pid, self.samples_max, self._stop = pid, 0, threading.Event()
+        try:
+            import psutil
+            self.process = psutil.Process(pid)
+        except ImportError:
+            self.process = None
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while self.process is not None and not self._stop.wait(0.02):
+            try:
+                self.samples_max = max(self.samples_max, self.process.memory_info().rss // 1024)
+            except Exception:  # noqa: BLE001  (process gone)
+                return
+
+    def stop(self) -> tuple[float, str]:
+        """(peak MB, how it was measured)."""
+        hwm = rss_kb(self.pid, "VmHWM")
+        self._stop.set()
+        self.thread.join()
+        if hwm is not None:
+            return max(hwm, self.samples_max) / 1024, "kernel VmHWM"
+        if self.process is not None:
+            return self.samples_max / 1024, "psutil, sampled every 20 ms"
+        return float("nan"), "not available"
+
+
+def start_server(model: str, queue: int) -> tuple[subprocess.Popen, str, object]:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "genforge", "serve", "--models", model, "--port", str(port),
+                             "--concurrency", "1", "--queue", str(queue), "--threads", str(THREADS)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url, log
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.seek(0)
+            sys.exit(f"genforge serve did not start:\n{log.read().decode(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+
+
+async def load_run(url: str, data: bytes, total: int, in_flight: int) -> list[tuple[int, float, bytes]]:
+    todo = iter(range(total))
+    results = []
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        async def worker():
+            for _ in todo:  # shared: exactly `total` requests across the workers
+                t0 = time.perf_counter()
+                r = await client.post("/v1/upscale", data={"model": SERVICE_MODEL},
+                                      files={"image": ("x.png", data, "image/png")})
+                results.append((r.status_code, time.perf_counter() - t0, r.content))
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return results
+
+
+def service(total: int, in_flight: int, side: int) -> dict:
+    image = (photo_like(3, side, side).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    data = encode_image(image, ".png")
+    proc, url, log = start_server(SERVICE_MODEL, queue=in_flight)
+    try:
+        idle_mb = (rss_kb(proc.pid, "VmRSS") or float("nan")) / 1024
+        asyncio.run(load_run(url, data, 4, 1))  # warm-up: first calls allocate the pools
+        peak = PeakRSS(proc.pid)
+        t0 = time.perf_counter()
+        results = asyncio.run(load_run(url, data, total, in_flight))
+        seconds = time.perf_counter() - t0
+        peak_mb, method = peak.stop()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    ok = [r for r in results if r[0] == 200]
+    shapes = {decode_image(body).shape for _, _, body in ok}
+    if shapes and shapes != {(2 * side, 2 * side, 3)}:
+        sys.exit(f"unexpected output sizes {shapes}")
+    latencies = np.array([s for _, s, _ in results]) * 1000
+    return {"model": SERVICE_MODEL, "requests": total, "in_flight": in_flight, "side": side, "ok": len(ok),
+            "5xx": sum(r[0] >= 500 for r in results), "other": sum(r[0] != 200 and r[0] < 500 for r in results),
+            "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
+            "seconds": seconds, "rps": total / seconds, "mpix_s": len(ok) * (2 * side) ** 2 / 1e6 / seconds,
+            "idle_mb": idle_mb, "peak_mb": peak_mb, "rss_method": method}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu}, {cores} cores available, Linux {platform.release()}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
+
+
+def report(rows: list[dict], notes: list[str], svc: dict, ort_threads: int, command: str, load: tuple) -> str:
+    lines = [f"Machine: {machine()}; torch threads {torch.get_num_threads()}, ONNX Runtime intra-op threads "
+             f"{ort_threads} (CPU provider); 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at "
+             f"the end (other jobs share the cores). Date: {datetime.date.today().isoformat()}. "
+             f"Command: `{command}`.",
+             "",
+             "PyTorch eager against ONNX Runtime through the same inference wrapper (padding, clamping, "
+             "quantising to 8 bits for super-resolution; noise and labels for generation), one image per call "
+             "untiled for super-resolution; median of the runs after one warm-up, the two runtimes alternating "
+             "call by call.",
+             "",
+             "| model | input | runs | torch ms | ORT ms | ORT speed-up | torch throughput | ORT throughput |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['case']} | {r['runs']} | {r['torch_s'] * 1000:,.1f} | "
+                     f"{r['ort_s'] * 1000:,.1f} | {r['torch_s'] / r['ort_s']:.2f}x | "
+                     f"{r['torch_rate']:,.2f} {r['unit']} | {r['ort_rate']:,.2f} {r['unit']} |")
+    lines += [""] + [f"* {n}" for n in notes] + ([""] if notes else [])
+    s = svc
+    lines += [f"Service: `genforge serve --models {s['model']} --concurrency 1 --queue {s['in_flight']} "
+              f"--threads {THREADS}` (PyTorch) in a child process; {s['requests']} POST /v1/upscale of a "
+              f"{s['side']}x{s['side']} PNG, {s['in_flight']} in flight, from an httpx client in the benchmark "
+              f"process (it shares the cores with the server). Latency per request, client side, queueing "
+              f"included; peak RSS of the server process ({s['rss_method']}).",
+              "",
+              "| model | requests | in flight | ok | 5xx | other | p50 ms | p95 ms | requests/s | MPix/s out | "
+              "server RSS idle | server peak RSS |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|",
+              f"| {s['model']} | {s['requests']} | {s['in_flight']} | {s['ok']} | {s['5xx']} | {s['other']} | "
+              f"{s['p50_ms']:,.0f} | {s['p95_ms']:,.0f} | {s['rps']:.1f} | {s['mpix_s']:.2f} | "
+              f"{s['idle_mb']:,.0f} MB | {s['peak_mb']:,.0f} MB |"]
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(text: str) -> None:
+    """The README section between the deploy markers; the section is added before ## Layout if absent."""
+    if write_readme_section("deploy", text):
+        return
+    readme = ROOT / "README.md"
+    content = readme.read_text()
+    section = ("## Deployment benchmark\n\n`python bench/deploy.py` (or `make bench-deploy`; `--quick` for a smoke "
+               "run) writes `bench/results/deploy.md`; the text below is its latest output.\n\n"
+               "<!-- bench:deploy -->\n<!-- /bench:deploy -->\n\n")
+    if "\n## Layout\n" in content:
+        content = content.replace("\n## Layout\n", "\n" + section + "## Layout\n", 1)
+    else:
+        content = content.rstrip("\n") + "\n\n" + section
+    readme.write_text(content)
+    write_readme_section("deploy", text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: small inputs, 2 runs, 40 requests")
+    p.add_argument("--budget", type=float, default=15.0,
+                   help="seconds per runtime and input that set N (2..25 runs after the warm-up)")
+    p.add_argument("--requests", type=int, default=None, help="service requests (default 200, --quick 40)")
+    p.add_argument("--in-flight", type=int, default=16)
+    p.add_argument("--models", help="comma list: only these shipped models in the runtime comparison")
+    p.add_argument("--no-write", action="store_true", help="print only; leave bench/results and README alone")
+    args = p.parse_args()
+    torch.set_num_threads(THREADS)
+    command = "python bench/deploy.py" + "".join(f" {a}" for a in sys.argv[1:])
+    t0, load_start = time.perf_counter(), os.getloadavg()[0]
+    rows, notes, ort_threads = runtimes(args.quick, args.budget, args.models.split(",") if args.models else None)
+    print("service under load", flush=True)
+    svc = service(args.requests or (40 if args.quick else 200), args.in_flight, 128)
+    text = report(rows, notes, svc, ort_threads, command, (load_start, os.getloadavg()[0]))
+    print(text)
+    print(f"bench took {time.perf_counter() - t0:.0f} s")
+    if args.quick or args.no_write:
+        return  # a smoke run never overwrites the published figures
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "deploy.md").write_text("# Deployment benchmark\n\n" + text)
+    write_readme(text)
+
+
+if __name__ == "__main__":
+    main()
