@@ -574,7 +574,7 @@ class _Pool:
 
     def __init__(self, items: list[tuple[torch.Tensor, ...]], labels: tuple[bool, ...], names: list[str],
                  patch_size: int, scale_jitter, what: str):
-        self.items = []
+        self.items, self.labels = [], labels
         small = [name for item, name in zip(items, names) if min(item[0].shape[-2:]) < patch_size]
         if small:
             log.warning("%d %s smaller than patch_size %d skipped, e.g. '%s'", len(small), what, patch_size,
@@ -597,11 +597,28 @@ class _Pool:
         for i, (ut, ul, uf) in zip(idx, u):
             item = self.items[i]
             height, width = item[0].shape[-2:]
-            top, left = int(ut * (height - patch + 1)), int(ul * (width - patch + 1))
+            for _ in range(self.FLAT_RETRIES):
+                top, left = int(ut * (height - patch + 1)), int(ul * (width - patch + 1))
+                if not self._flat(item, top, left, patch):
+                    break
+                ut, ul = torch.rand(2, generator=g, dtype=torch.float64).tolist()
             for out, x in zip(crops, item):
                 crop = x[..., top : top + patch, left : left + patch]
                 out.append(crop.flip(-1) if flips and uf < 0.5 else crop)
         return [torch.stack(c) for c in crops]
+
+    # A flat crop (a poster's sky, an edge map without edges) carries nothing to learn, and through a
+    # chain of instance norms (each dividing by sqrt(var + eps) with var = 0) its gradient grows by
+    # up to 1/sqrt(eps) per layer until it overflows; such crops are redrawn (a few times at most).
+    FLAT_RETRIES = 8
+
+    def _flat(self, item, top: int, left: int, patch: int) -> bool:
+        for x, is_label in zip(item, self.labels):
+            if not is_label:
+                crop = x[..., top : top + patch, left : left + patch]
+                if int(crop.max()) - int(crop.min()) <= 2:
+                    return True
+        return False
 
 
 class TranslationPatches:

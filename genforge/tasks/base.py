@@ -61,9 +61,11 @@ class Task:
 
     # --- shared machinery -----------------------------------------------------------------
     def optimize(self, name: str, loss: torch.Tensor) -> bool:
-        """zero_grad, backward, average gradients across processes, step; refuse non-finite losses.
+        """zero_grad, backward, average gradients across processes, step; refuse non-finite losses
+        and gradients.
 
-        Returns False (and leaves the weights untouched) when the loss is not finite anywhere."""
+        Returns False (and leaves the weights untouched) when the loss is not finite anywhere or a
+        gradient is not finite (after the all-reduce, so every process decides alike)."""
         opt = self.optimizers[name]
         finite = distributed.all_true(bool(torch.isfinite(loss.detach())), self.device)
         if not finite:
@@ -73,6 +75,12 @@ class Task:
         loss.backward()
         params = [p for group in opt.param_groups for p in group["params"]]
         distributed.all_reduce_grads(params)
+        grads = [p.grad for p in params if p.grad is not None]
+        # a finite loss can still have an overflowing gradient; one check per step, like AMP's scaler
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            opt.zero_grad(set_to_none=True)
+            self.skipped_step = True
+            return False
         opt.step()
         return True
 
