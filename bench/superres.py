@@ -22,18 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genforge.data.io import write_image  # noqa: E402
+from genforge.engine.logging import training_seconds  # noqa: E402
 from genforge.evaluate import evaluate_sr, sr_upscale_fn  # noqa: E402
 from genforge.metrics.psnr_ssim import crop_to_scale, load_benchmark  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "benchmarks"
-
-
-def training_seconds(model: str) -> float | None:
-    metrics = Path(model) / "metrics.jsonl"
-    if not metrics.is_file():
-        return None
-    times = [json.loads(line)["time"] for line in metrics.read_text().splitlines() if '"time"' in line]
-    return times[-1] - times[0] if times else None
 
 
 def speed(model: str, scale: int, size: int = 256, repeats: int = 5) -> float:

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder  # noqa: E402
+from genforge.engine.logging import training_seconds  # noqa: E402
 from genforge.evaluate import evaluate  # noqa: E402
 from genforge.train import train  # noqa: E402
 
@@ -68,9 +69,7 @@ def main() -> None:
             train(None if resume else str(ROOT / "configs" / f"{preset}.yaml"), [f"train.steps={steps}"],
                   resume=resume, run_dir=None if resume else str(run), progress=False)
             seconds = time.time() - t0
-        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        times = [r["time"] for r in rows if "time" in r]
-        seconds = seconds or (times[-1] - times[0])
+        seconds = seconds or training_seconds(run)
         metrics = ["fid", "kid", "coverage"] + (["accuracy"] if "cgan" in name else [])
         result = evaluate(str(run), metrics, n=2000)
         out = PRETRAINED_DIR / name

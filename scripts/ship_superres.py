@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
+from genforge.engine.logging import training_seconds  # noqa: E402
 from genforge.evaluate import evaluate_sr  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "benchmarks"
@@ -22,9 +23,7 @@ TARGETS = {2: 37.0, 4: 30.7}  # Set5 Y-PSNR targets (FSRCNN's published level)
 
 def card(name: str, run: Path, scores: dict, baseline: dict) -> str:
     cfg = read_source(str(run)).config
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    times = [r["time"] for r in rows if "time" in r]
-    minutes = (times[-1] - times[0]) / 60
+    minutes = training_seconds(run) / 60
     done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
     planned = cfg["train"]["steps"]
     steps = f"{done} steps" if done >= planned else f"{done} steps of a {planned}-step schedule (stopped early)"

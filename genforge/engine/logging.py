@@ -72,3 +72,15 @@ class RunLogger:
             self._tb.close()
         if self._jsonl is not None:
             self._jsonl.close()
+
+
+def training_seconds(run_dir, max_gap: float = 600.0) -> float | None:
+    """Wall time a run spent training, from its metrics.jsonl: the sum of the intervals between
+    records, leaving out gaps longer than `max_gap` (the run was stopped and resumed later)."""
+    import json
+    from pathlib import Path
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    times = [r["time"] for r in map(json.loads, path.read_text().splitlines()) if "time" in r]
+    return sum(b - a for a, b in zip(times, times[1:]) if b - a < max_gap) if len(times) > 1 else None

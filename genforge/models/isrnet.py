@@ -41,9 +41,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from genforge.nn import NonLocalBlock, PixelShuffleUpsample, ResidualBlock
+from genforge.nn import NonLocalBlock, PixelShuffleUpsample, ResidualBlock, SRActivation
 
-SRActivation = Literal["relu", "elu", "leaky_relu", "prelu", "sigmoid", "tanh"]
 
 
 class ISRNetConfig(BaseModel):

@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from genforge.nn import PixelShuffleUpsample, activation
+from genforge.nn import PixelShuffleUpsample, SRActivation, activation
 
-SRActivation = Literal["relu", "elu", "leaky_relu", "prelu", "sigmoid", "tanh"]
 
 
 class LapSRNConfig(BaseModel):

@@ -14,10 +14,10 @@ border artefacts). CycleGAN uses 6 blocks for 128px training images and 9 for 25
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from genforge.nn import ACTIVATIONS, activation, norm2d
+from genforge.nn import ActivationName, activation, norm2d
 from genforge.nn.init import init_normal_
 
 
@@ -35,15 +35,8 @@ class ResNetGenConfig(BaseModel):
         "Stride-2 down (and up) steps; inputs must be multiples of 2**n_down."))
     norm: Literal["batch", "instance", "none"] = Field("instance", description=(
         "Normalisation after every conv but the last."))
-    activation: str = Field("relu", description="Activation after every normalised conv.")
+    activation: ActivationName = Field("relu", description="Activation after every normalised conv.")
     dropout: float = Field(0.0, ge=0.0, le=0.9, description="Dropout between the two convs of each residual block.")
-
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, v: str) -> str:
-        if v not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {v!r}; choose one of {', '.join(ACTIVATIONS)}")
-        return v
 
 
 def conv_norm_act(cin: int, cout: int, kernel: int, norm: str, act: str, *, stride: int = 1,

@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from genforge.nn import ACTIVATIONS, activation, norm2d
+from genforge.nn import ActivationName, activation, norm2d
 from genforge.nn.init import init_normal_
 
 
@@ -52,7 +52,7 @@ class UNetConfig(BaseModel):
     norm: Literal["batch", "instance", "none"] = Field("batch", description="Normalisation of inner layers.")
     dropout: float = Field(0.5, ge=0.0, le=0.9, description=(
         "Dropout on the 3 decoder levels above the innermost (pix2pix), in train mode only."))
-    activation: str = Field("relu", description="Decoder activation; the encoder uses leaky_relu 0.2.")
+    activation: ActivationName = Field("relu", description="Decoder activation; the encoder uses leaky_relu 0.2.")
 
     @field_validator("image_size")
     @classmethod
@@ -60,13 +60,6 @@ class UNetConfig(BaseModel):
         if v < 16 or v > 1024 or v & (v - 1):
             raise ValueError(f"must be a power of two between 16 and 1024 (got {v}): the U-Net halves it "
                              "down to a 1x1 bottleneck")
-        return v
-
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, v: str) -> str:
-        if v not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {v!r}; choose one of {', '.join(ACTIVATIONS)}")
         return v
 
     @field_validator("bottleneck")

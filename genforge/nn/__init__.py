@@ -1,9 +1,9 @@
 """Shared building blocks; models import from here, never from each other."""
 
-from genforge.nn.activations import ACTIVATIONS, activation
+from genforge.nn.activations import ACTIVATIONS, ActivationName, SRActivation, activation
 from genforge.nn.norms import NORMS, apply_spectral, norm2d
 
-__all__ = ["ACTIVATIONS", "activation", "NORMS", "norm2d", "apply_spectral"]
+__all__ = ["ACTIVATIONS", "ActivationName", "SRActivation", "activation", "NORMS", "norm2d", "apply_spectral"]
 
 # super-resolution blocks
 from genforge.nn.nonlocal_block import NonLocalBlock  # noqa: E402

@@ -1,5 +1,7 @@
 """Selectable activations, by name, so that configs can compare them."""
 
+from typing import Literal
+
 from torch import nn
 
 ACTIVATIONS = {
@@ -12,6 +14,11 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
     "silu": lambda: nn.SiLU(inplace=True),
 }
+
+# for config fields: a wrong name is refused at validation with the list of choices
+ActivationName = Literal["relu", "leaky_relu", "elu", "prelu", "tanh", "sigmoid", "gelu", "silu"]
+# what super-resolution networks offer (sigmoid and tanh only to compare them)
+SRActivation = Literal["relu", "elu", "leaky_relu", "prelu", "sigmoid", "tanh"]
 
 
 def activation(name: str) -> nn.Module:
