@@ -1,12 +1,12 @@
 """Deployment benchmark: PyTorch eager against ONNX Runtime for every shipped model, then the HTTP
 service under load.
 
-1. Every shipped model whose task has an entry in KINDS is exported to ONNX (verified against
-   PyTorch by the exporter) and run through the same inference wrapper twice: with the torch module
-   and with the .onnx file. Latency is the median of N calls after one warm-up; the two runtimes
-   alternate call by call, so a busy neighbour on the machine slows both alike. Throughput is output
-   megapixels per second (super-resolution) or images per second (generation). torch uses 2 threads,
-   ONNX Runtime 2 intra-op threads (CPU provider).
+1. Every shipped model (or those named by --models) whose task has an entry in KINDS is exported
+   to ONNX (verified against PyTorch by the exporter) and run through the same inference wrapper
+   twice: with the torch module and with the .onnx file. Latency is the median of N calls after one
+   warm-up; the two runtimes alternate call by call, so a busy neighbour on the machine slows both
+   alike. Throughput is output megapixels per second (super-resolution, translation) or images per
+   second (generation). torch uses 2 threads, ONNX Runtime 2 intra-op threads (CPU provider).
 2. `genforge serve --models isrnet-x2` in a child process takes REQUESTS /v1/upscale calls of a
    128x128 image with IN_FLIGHT of them in flight: p50/p95 latency, throughput, and the server
    process's peak RSS.
@@ -15,6 +15,7 @@ Writes bench/results/deploy.md and the README section between <!-- bench:deploy 
 
     python bench/deploy.py            # the full run, about 5-10 minutes on 2 cores
     python bench/deploy.py --quick    # smoke run: small inputs, few calls, 40 requests (< 1 minute)
+    python bench/deploy.py --quick --models /tmp/x/pix2pix-test   # a model folder not shipped yet
 """
 
 import argparse
@@ -23,7 +24,6 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,14 +38,14 @@ os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 from common import RESULTS, ROOT, write_readme_section  # noqa: E402  (path, OpenMP first)
 
-import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from genforge.data.io import decode_image, encode_image  # noqa: E402
 from genforge.deploy.export import export_onnx  # noqa: E402
 from genforge.deploy.infer import load  # noqa: E402
-from genforge.deploy.pretrained import list_models  # noqa: E402
+from genforge.deploy.loadtest import post_many, serve_process  # noqa: E402
+from genforge.deploy.pretrained import TASK_KINDS, list_models, read_source  # noqa: E402
 from genforge.errors import UserError  # noqa: E402
 
 SERVICE_MODEL = "isrnet-x2"
@@ -88,10 +88,27 @@ def generation_cases(gen, quick: bool) -> list[Case]:
     return [Case(f"batch {n}", lambda w, n=n: w.generate(n, seed=0), n) for n in (1, 64)]
 
 
-# A new task kind (e.g. "translation") is one entry here; models of kinds not listed are skipped with a note.
+def translation_input(tr, side: int) -> np.ndarray:
+    """What the model reads: an RGB photo, or for SPADE an 8x8 grid of class regions."""
+    if tr.kind == "spade":
+        yy, xx = np.mgrid[0:side, 0:side] * 8 // side
+        return ((yy * 8 + xx) * 7 % tr.label_nc).astype(np.uint8)
+    return (photo_like(3, side, side).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def translation_cases(tr, quick: bool) -> list[Case]:
+    cases = []
+    for side in (64, 128) if quick else (256, 1024):
+        x = translation_input(tr, side)
+        cases.append(Case(f"{side}x{side}", lambda w, x=x: w.translate_array(x), side * side / 1e6))
+    return cases
+
+
+# A new task kind is one entry here; models of kinds not listed are skipped with a note.
 KINDS = {
     "super-resolution": Kind("MPix/s", sr_cases),
     "generation": Kind("images/s", generation_cases),
+    "translation": Kind("MPix/s", translation_cases),
 }
 
 
@@ -119,23 +136,36 @@ def compare(name: str, kind: Kind, torch_wrapper, ort_wrapper, quick: bool, budg
     return rows
 
 
+def models_to_run(only: list[str] | None) -> list[dict]:
+    """name (the table's label), source (what load() takes) and task of each model to measure."""
+    if not only:
+        return [{"name": m["name"], "source": m["name"], "task": m["task"]} for m in list_models()]
+    out = []
+    for arg in only:
+        try:
+            kind = read_source(arg).config["task"]["kind"]
+        except UserError as err:
+            sys.exit(f"--models {arg}: {err}")
+        out.append({"name": Path(arg).name, "source": arg, "task": TASK_KINDS.get(kind, kind)})
+    return out
+
+
 def runtimes(quick: bool, budget: float, only: list[str] | None) -> tuple[list[dict], list[str], int]:
     rows, notes, ort_threads = [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
-        for m in list_models():
-            if only and m["name"] not in only:
-                continue
+        for m in models_to_run(only):
             kind = KINDS.get(m["task"])
             if kind is None:
                 notes.append(f"`{m['name']}` skipped: no benchmark entry for task {m['task']!r}")
                 continue
+            onnx_path = Path(tmp) / f"{m['name']}.onnx"
             try:
-                export_onnx(m["name"], Path(tmp) / f"{m['name']}.onnx")
+                export_onnx(m["source"], onnx_path)
             except UserError as err:
                 notes.append(f"`{m['name']}` skipped: {err}")
                 continue
-            torch_wrapper = load(m["name"], "cpu")
-            ort_wrapper = load(str(Path(tmp) / f"{m['name']}.onnx"))
+            torch_wrapper = load(m["source"], "cpu")
+            ort_wrapper = load(str(onnx_path))
             ort_threads = ort_wrapper.module.session.get_session_options().intra_op_num_threads
             print(f"{m['name']} ({m['task']})", flush=True)
             rows += compare(m["name"], kind, torch_wrapper, ort_wrapper, quick, budget)
@@ -189,64 +219,19 @@ class PeakRSS:
         return float("nan"), "not available"
 
 
-def start_server(model: str, queue: int) -> tuple[subprocess.Popen, str, object]:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "genforge", "serve", "--models", model, "--port", str(port),
-                             "--concurrency", "1", "--queue", str(queue), "--threads", str(THREADS)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url, log
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.seek(0)
-            sys.exit(f"genforge serve did not start:\n{log.read().decode(errors='replace')[-3000:]}")
-        time.sleep(0.2)
-
-
-async def load_run(url: str, data: bytes, total: int, in_flight: int) -> list[tuple[int, float, bytes]]:
-    todo = iter(range(total))
-    results = []
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        async def worker():
-            for _ in todo:  # shared: exactly `total` requests across the workers
-                t0 = time.perf_counter()
-                r = await client.post("/v1/upscale", data={"model": SERVICE_MODEL},
-                                      files={"image": ("x.png", data, "image/png")})
-                results.append((r.status_code, time.perf_counter() - t0, r.content))
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return results
-
-
 def service(total: int, in_flight: int, side: int) -> dict:
     image = (photo_like(3, side, side).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    data = encode_image(image, ".png")
-    proc, url, log = start_server(SERVICE_MODEL, queue=in_flight)
-    try:
+    request = {"data": {"model": SERVICE_MODEL},
+               "files": {"image": ("x.png", encode_image(image, ".png"), "image/png")}}
+    with serve_process([SERVICE_MODEL], "--concurrency", "1", "--queue", str(in_flight), threads=THREADS,
+                       start_timeout=120, cwd=ROOT) as (url, proc):
         idle_mb = (rss_kb(proc.pid, "VmRSS") or float("nan")) / 1024
-        asyncio.run(load_run(url, data, 4, 1))  # warm-up: first calls allocate the pools
+        asyncio.run(post_many(url, "/v1/upscale", total=4, in_flight=1, **request))  # first calls allocate the pools
         peak = PeakRSS(proc.pid)
         t0 = time.perf_counter()
-        results = asyncio.run(load_run(url, data, total, in_flight))
+        results = asyncio.run(post_many(url, "/v1/upscale", total=total, in_flight=in_flight, **request))
         seconds = time.perf_counter() - t0
         peak_mb, method = peak.stop()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
     ok = [r for r in results if r[0] == 200]
     shapes = {decode_image(body).shape for _, _, body in ok}
     if shapes and shapes != {(2 * side, 2 * side, 3)}:
@@ -283,9 +268,9 @@ def report(rows: list[dict], notes: list[str], svc: dict, ort_threads: int, comm
              f"Command: `{command}`.",
              "",
              "PyTorch eager against ONNX Runtime through the same inference wrapper (padding, clamping, "
-             "quantising to 8 bits for super-resolution; noise and labels for generation), one image per call "
-             "untiled for super-resolution; median of the runs after one warm-up, the two runtimes alternating "
-             "call by call.",
+             "quantising to 8 bits for super-resolution and translation; noise and labels for generation; one-hot "
+             "label maps for SPADE), one image per call, untiled; median of the runs after one warm-up, the two "
+             "runtimes alternating call by call.",
              "",
              "| model | input | runs | torch ms | ORT ms | ORT speed-up | torch throughput | ORT throughput |",
              "|---|---|---|---|---|---|---|---|"]
@@ -334,7 +319,9 @@ def main() -> None:
                    help="seconds per runtime and input that set N (2..25 runs after the warm-up)")
     p.add_argument("--requests", type=int, default=None, help="service requests (default 200, --quick 40)")
     p.add_argument("--in-flight", type=int, default=16)
-    p.add_argument("--models", help="comma list: only these shipped models in the runtime comparison")
+    p.add_argument("--models", metavar="NAME_OR_PATH,...",
+                   help="runtime comparison of these models only: shipped names, model folders or run directories "
+                        "(default: every shipped model)")
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/results and README alone")
     args = p.parse_args()
     torch.set_num_threads(THREADS)

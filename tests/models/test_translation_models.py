@@ -63,7 +63,7 @@ def test_unet_rejects_sizes_and_bad_config():
         net(torch.zeros(1, 3, 48, 32))
     with pytest.raises(ValidationError, match="power of two"):
         UNetConfig(image_size=48)
-    with pytest.raises(ValidationError, match="unknown activation"):
+    with pytest.raises(ValidationError, match="Input should be .relu."):
         UNetConfig(activation="swishy")
     with pytest.raises(ValidationError):
         UNetConfig(depth=3)  # extra fields are refused
