@@ -111,6 +111,13 @@ class TranslationData(Strict):
     flips: bool = Field(True, description="Random horizontal flips (the same on both sides of a pair).")
     val_images: int = Field(3, ge=0, description="Holdout images for validation L1/PSNR and preview grids.")
     val_size: int = Field(256, ge=16, description="Side of the holdout centre crops.")
+    input_noise: float = Field(0.0, ge=0.0, le=0.5, description=(
+        "Gaussian noise (sigma, in [-1, 1] units) added to generator inputs in training. Synthetic flat "
+        "images (posters) give feature maps of near-zero variance that instance norms amplify into "
+        "overflowing gradients; a little noise keeps every channel alive."))
+    grad_clip: float = Field(100.0, ge=0.0, description=(
+        "Clip each optimizer's gradient norm to this (0 = off). Typical norms are 5-50; a near-flat crop "
+        "through a chain of instance norms can give 1e28, which would overflow Adam's state."))
 
 
 class Pix2PixTaskConfig(TranslationData):

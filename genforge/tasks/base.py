@@ -60,7 +60,7 @@ class Task:
         return None
 
     # --- shared machinery -----------------------------------------------------------------
-    def optimize(self, name: str, loss: torch.Tensor) -> bool:
+    def optimize(self, name: str, loss: torch.Tensor, max_norm: float = 0.0) -> bool:
         """zero_grad, backward, average gradients across processes, step; refuse non-finite losses
         and gradients.
 
@@ -75,9 +75,13 @@ class Task:
         loss.backward()
         params = [p for group in opt.param_groups for p in group["params"]]
         distributed.all_reduce_grads(params)
-        grads = [p.grad for p in params if p.grad is not None]
-        # a finite loss can still have an overflowing gradient; one check per step, like AMP's scaler
-        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        with_grad = [p for p in params if p.grad is not None]
+        # a finite loss can still have an overflowing gradient; one check per step, like AMP's scaler.
+        # With max_norm the gradient is also scaled down to that norm: a huge but finite gradient
+        # would otherwise overflow Adam's second moment and stall the network for good.
+        norm = (torch.nn.utils.clip_grad_norm_(with_grad, max_norm) if max_norm > 0
+                else torch.stack([torch.isfinite(p.grad).all() for p in with_grad]).all()) if with_grad else None
+        if norm is not None and not bool(torch.isfinite(norm).all()):
             opt.zero_grad(set_to_none=True)
             self.skipped_step = True
             return False

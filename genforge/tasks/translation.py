@@ -87,6 +87,10 @@ class TranslationTask(Task):
     def generator_input(self, batch: dict) -> torch.Tensor:
         return batch["a"]
 
+    def noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """A training input to a generator, with task.input_noise added (images only, not label maps)."""
+        return x + self.cfg.input_noise * torch.randn_like(x) if self.cfg.input_noise > 0 else x
+
     @torch.no_grad()
     def translate_batch(self, batch: dict) -> torch.Tensor:
         net = self.export_module()
@@ -131,14 +135,14 @@ class Pix2PixTask(TranslationTask):
     def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         G = self.networks["g"]
         real_a, real_b = batch["a"], batch["b"]
-        fake_b = G(real_a)
+        fake_b = G(self.noisy(real_a))
         metrics = {}
         loss_g = 0.0
         if "d" in self.networks:
             D, kind = self.networks["d"], self.cfg.gan_loss
             loss_d = multiscale_d_loss(kind, D(torch.cat([real_a, real_b], 1)),
                                        D(torch.cat([real_a, fake_b.detach()], 1)))
-            self.optimize("d", loss_d)
+            self.optimize("d", loss_d, self.cfg.grad_clip)
             D.requires_grad_(False)
             loss_adv = multiscale_g_loss(kind, D(torch.cat([real_a, fake_b], 1)))
             D.requires_grad_(True)
@@ -146,7 +150,7 @@ class Pix2PixTask(TranslationTask):
             metrics.update(loss_d=loss_d.detach(), loss_adv=loss_adv.detach())
         loss_l1 = (fake_b - real_b).abs().mean()
         loss_g = loss_g + self.cfg.l1_weight * loss_l1
-        self.optimize("g", loss_g)
+        self.optimize("g", loss_g, self.cfg.grad_clip)
         metrics.update(loss_l1=loss_l1.detach(), loss_g=loss_g.detach())
         return metrics
 
@@ -178,7 +182,7 @@ class CycleGANTask(TranslationTask):
         real_a, real_b = batch["a"], batch["b"]
         kind, t = self.cfg.gan_loss, self.cfg
 
-        fake_b, fake_a = G(real_a), F(real_b)
+        fake_b, fake_a = G(self.noisy(real_a)), F(self.noisy(real_b))
         for D in (D_a, D_b):
             D.requires_grad_(False)
         loss_gan = multiscale_g_loss(kind, D_b(fake_b)) + multiscale_g_loss(kind, D_a(fake_a))
@@ -188,15 +192,15 @@ class CycleGANTask(TranslationTask):
         loss_g = loss_gan + t.cycle_weight * loss_cycle
         metrics = {"loss_gan": loss_gan.detach(), "loss_cycle": loss_cycle.detach()}
         if self.identity:
-            loss_idt = (G(real_b) - real_b).abs().mean() + (F(real_a) - real_a).abs().mean()
+            loss_idt = (G(self.noisy(real_b)) - real_b).abs().mean() + (F(self.noisy(real_a)) - real_a).abs().mean()
             loss_g = loss_g + t.cycle_weight * t.identity_weight * loss_idt
             metrics["loss_idt"] = loss_idt.detach()
-        self.optimize("g", loss_g)
+        self.optimize("g", loss_g, self.cfg.grad_clip)
 
         pooled_b, pooled_a = self.pools["b"].query(fake_b), self.pools["a"].query(fake_a)
         loss_d = 0.5 * (multiscale_d_loss(kind, D_b(real_b), D_b(pooled_b))
                         + multiscale_d_loss(kind, D_a(real_a), D_a(pooled_a)))
-        self.optimize("d", loss_d)
+        self.optimize("d", loss_d, self.cfg.grad_clip)
         metrics.update(loss_g=loss_g.detach(), loss_d=loss_d.detach())
         return metrics
 
@@ -243,7 +247,7 @@ class SPADETask(TranslationTask):
 
         loss_d = multiscale_d_loss(t.gan_loss, D(torch.cat([label_map, real], 1)),
                                    D(torch.cat([label_map, fake.detach()], 1)))
-        self.optimize("d", loss_d)
+        self.optimize("d", loss_d, self.cfg.grad_clip)
 
         D.requires_grad_(False)
         fake_out = D(torch.cat([label_map, fake], 1))
@@ -263,7 +267,7 @@ class SPADETask(TranslationTask):
             loss_l1 = (fake - real).abs().mean()
             loss_g = loss_g + t.l1_weight * loss_l1
             metrics["loss_l1"] = loss_l1.detach()
-        self.optimize("g", loss_g)
+        self.optimize("g", loss_g, self.cfg.grad_clip)
         metrics.update(loss_d=loss_d.detach(), loss_gan=loss_gan.detach(), loss_g=loss_g.detach())
         return metrics
 
