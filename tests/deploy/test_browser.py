@@ -45,7 +45,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(live_server):
-    with live_server(["isrnet-x2", "digits-wgangp"]) as url:
+    with live_server(["isrnet-x2", "digits-wgangp", "pix2pix-edges2photos"]) as url:
         yield url
 
 
@@ -61,7 +61,7 @@ def page(browser, server):
     page.on("console", lambda msg: errors.append(msg.text)
             if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
     page.goto(server + "/")
-    page.wait_for_function("document.querySelectorAll('#model option').length >= 2")
+    page.wait_for_function("document.querySelectorAll('#model option').length >= 3")
     yield page
     context.close()
     assert not errors, f"errors in the page: {errors}"
@@ -106,3 +106,18 @@ def test_generate_in_the_browser(page):
     assert page.inner_text("#status") == "Generated 16 images."
     # 16 digits of 16x16 in rows of 8, 2-pixel padding: 8 * 18 + 2 by 2 * 18 + 2
     assert natural_size(page, "#grid img") == (146, 38)
+
+
+@pytest.mark.timeout(240)
+def test_translate_in_the_browser(page):
+    page.select_option("#model", "pix2pix-edges2photos")
+    assert page.is_visible("#superres") and page.inner_text("#sr-button") == "Translate"
+    assert not page.is_visible("#direction") and not page.is_visible("#style")  # pix2pix: one way, no style
+    edges = (np.random.default_rng(1).random((24, 40)) > 0.85).astype(np.uint8) * 255
+    page.set_input_files("#image", files=[{"name": "edges.png", "mimeType": "image/png",
+                                           "buffer": encode_image(edges, ".png")}])
+    page.click("#sr-button")
+    wait_for_image(page, "#after")
+    assert page.inner_text("#status") == "Done."
+    assert natural_size(page, "#after") == (40, 24)  # translation keeps the size
+    assert page.get_attribute("#download", "download") == "edges_pix2pix-edges2photos.png"
