@@ -46,8 +46,8 @@ def _predict(net, images: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(model: str, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0) -> dict:
-    from genforge.deploy.infer import TRANSLATION_KINDS, _open
-    opened = _open(model, "cpu")
+    from genforge.deploy.infer import TRANSLATION_KINDS, open_model
+    opened = open_model(model, "cpu")
     if opened[0].config["task"]["kind"] in TRANSLATION_KINDS:
         return evaluate_translation(model, metrics, features=features, seed=seed, opened=opened)
     if set(PAIRED_METRICS) & set(metrics):

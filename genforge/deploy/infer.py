@@ -16,7 +16,7 @@ def is_onnx(name_or_path) -> bool:
     return str(name_or_path).lower().endswith(".onnx")
 
 
-def _open(name_or_path: str, device: str, source=None):
+def open_model(name_or_path: str, device: str, source=None):
     """(source, module, device): the torch network, or for an .onnx file an ONNX Runtime runner
     with the same call signature (CPU), so the wrappers below serve both unchanged."""
     if is_onnx(name_or_path) and source is None:
@@ -32,7 +32,7 @@ class Generation:
     """A generator that maps z [+ label] to images in [-1, 1]."""
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
-        self.source, self.module, self.device = opened or _open(name_or_path, device)
+        self.source, self.module, self.device = opened or open_model(name_or_path, device)
         kind = self.source.config["task"]["kind"]
         if kind not in ("gan", "vae"):
             raise UserError(f"model {self.source.name!r} is a {kind} model, not a generator "
@@ -65,7 +65,7 @@ class Generation:
 
 def load(name_or_path: str, device: str = "auto"):
     """The inference object for a shipped model name, a model folder or a run directory."""
-    opened = _open(name_or_path, device)  # read the file once; the wrapper takes it as it is
+    opened = open_model(name_or_path, device)  # read the file once; the wrapper takes it as it is
     kind = opened[0].config["task"]["kind"]
     if kind in ("gan", "vae"):
         return Generation(name_or_path, opened=opened)
@@ -83,7 +83,7 @@ class Upscaler:
 
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
         from genforge.config import SR_MODELS
-        self.source, self.module, self.device = opened or _open(name_or_path, device, source)
+        self.source, self.module, self.device = opened or open_model(name_or_path, device, source)
         name = self.source.config["model"]["name"]
         if name not in SR_MODELS and not name.startswith("spandrel:"):  # spandrel: deploy/thirdparty.py
             raise UserError(f"model {self.source.name!r} is not a super-resolution model")
@@ -200,7 +200,7 @@ class Translator:
     optional style image or random style."""
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
-        self.source, self.module, self.device = opened or _open(name_or_path, device)
+        self.source, self.module, self.device = opened or open_model(name_or_path, device)
         self.kind = self.source.config["task"]["kind"]
         if self.kind not in TRANSLATION_KINDS:
             raise UserError(f"model {self.source.name!r} is a {self.kind} model, not an image translation model")
