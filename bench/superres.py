@@ -8,18 +8,14 @@ Models are run directories, model folders or shipped names; training happens wit
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from common import ROOT, write_readme_section  # noqa: E402  (path and OpenMP first)
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from genforge.data.io import write_image  # noqa: E402
 from genforge.engine.logging import training_seconds  # noqa: E402
@@ -96,6 +92,14 @@ def main() -> None:
     (results / f"superres_x{args.scale}.json").write_text(json.dumps(rows, indent=2))
     comparison_image(models, args.scale, results / f"superres_x{args.scale}_comic.png")
     print("\n".join(lines))
+    # README: every scale measured so far, each with its comparison image
+    parts = []
+    for md in sorted(results.glob("superres_x*.md")):
+        scale = md.stem.split("_x")[1]
+        body = md.read_text().split("\n", 2)[2]  # without the title line
+        parts.append(f"**x{scale}**\n\n{body}\nCrops of Set14 comic: "
+                     f"[bench/results/superres_x{scale}_comic.png](bench/results/superres_x{scale}_comic.png)\n")
+    write_readme_section("superres", "\n".join(parts))
 
 
 if __name__ == "__main__":
