@@ -243,3 +243,17 @@ def test_model_folder_and_onnx_round_trip(runs, tmp_path, kind):
         x = (np.random.default_rng(3).random((20, 28, 1 if kind == "pix2pix" else 3)) * 255).astype(np.uint8)
     a, b = torch_tr.translate_array(x), onnx_tr.translate_array(x)
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_eval_fid_with_a_supplied_feature_network(runs, tmp_path):
+    import warnings
+    with warnings.catch_warnings():  # torch.jit is deprecated, but TorchScript files are what users have
+        warnings.simplefilter("ignore", FutureWarning)
+        net = torch.jit.script(nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                             nn.Flatten()))
+    net.save(str(tmp_path / "features.pt"))
+    r = run_cli("eval", runs["pix2pix"], "--metrics", "l1,fid,kid", "--features",
+                f"torchscript:{tmp_path / 'features.pt'}", "-o", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["tiles"] > 30 and result["fid"] > 0 and np.isfinite(result["kid"]) and "l1" in result
