@@ -156,7 +156,7 @@ def cmd_export(args) -> int:
         return 0
     from genforge.deploy.pretrained import export_folder
     card = Path(args.card).read_text() if args.card else None
-    out = export_folder(args.model, args.output, description=args.description, card=card)
+    out = export_folder(args.model, args.output, description=args.description, card=card, half=args.half)
     print(f"wrote model folder {out}")
     return 0
 
@@ -276,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opset", type=int, default=17, help="ONNX opset (--format onnx)")
     s.add_argument("--description", default="")
     s.add_argument("--card", help="Markdown model card to use as README.md")
+    s.add_argument("--half", action="store_true", help="store the weights as float16 (half the size; "
+                                                       "loaded as float32)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("serve", help="HTTP service and web page for generation and upscaling")

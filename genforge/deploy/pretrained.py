@@ -111,8 +111,10 @@ def build_export_module(source: ModelSource, device="cpu") -> torch.nn.Module:
     return module.to(device).eval()
 
 
-def export_folder(run_or_model: str, out: str | Path, *, description: str = "", card: str | None = None) -> Path:
-    """Write a model folder atomically (built beside `out`, then renamed into place)."""
+def export_folder(run_or_model: str, out: str | Path, *, description: str = "", card: str | None = None,
+                  half: bool = False) -> Path:
+    """Write a model folder atomically (built beside `out`, then renamed into place). With `half`
+    the weights are stored as float16 (half the size); loading casts them back to float32."""
     source = read_source(run_or_model)
     build_export_module(source)  # refuse to export what cannot be loaded back
     out = Path(out)
@@ -124,7 +126,8 @@ def export_folder(run_or_model: str, out: str | Path, *, description: str = "", 
         meta = {"genforge_format": FORMAT, "task": TASK_KINDS.get(source.config["task"]["kind"], "other"),
                 "description": description, "run": source.config}
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        save_file({k: v.contiguous() for k, v in source.state.items()}, str(tmp / "model.safetensors"))
+        state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in source.state.items()}
+        save_file(state, str(tmp / "model.safetensors"))
         (tmp / "README.md").write_text(card if card is not None else default_card(out.name, source, description))
         tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
         for f in tmp.iterdir():
