@@ -257,3 +257,16 @@ def test_eval_fid_with_a_supplied_feature_network(runs, tmp_path):
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["tiles"] > 30 and result["fid"] > 0 and np.isfinite(result["kid"]) and "l1" in result
+
+
+def test_half_precision_model_folder(runs, tmp_path):
+    from safetensors.torch import load_file
+
+    from genforge.deploy.pretrained import export_folder
+    full, half = export_folder(str(runs["pix2pix"]), tmp_path / "f"), export_folder(str(runs["pix2pix"]), tmp_path / "h", half=True)
+    dtypes = {v.dtype for v in load_file(str(half / "model.safetensors")).values()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    x = (np.random.default_rng(4).random((32, 48, 1)) * 255).astype(np.uint8)
+    a, b = Translator(str(full), device="cpu").translate_array(x), Translator(str(half), device="cpu").translate_array(x)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
