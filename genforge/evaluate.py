@@ -125,8 +125,10 @@ def evaluate_translation(model: str, metrics: list[str], *, features: str = "aut
     if targets is None:
         raise UserError(f"dataset {cfg['data']['dataset']!r} has no ground truth for its {split} split "
                         "(unpaired data without a known mapping)")
-    outputs, per_image = [], {}
+    outputs, per_image, unchanged = [], {}, []
     for name, a, target in zip(data.names_a, data.a, targets):
+        if a.shape == target.shape:  # the input itself as the answer: the bar a model must clear
+            unchanged.append((psnr(a, target), float(np.abs(a.astype(np.float64) - target).mean() / 255)))
         out = tr.translate_array(a)
         if out.shape[2] != target.shape[2]:  # a grey model output scored against RGB, or the reverse
             out = np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out
@@ -144,6 +146,9 @@ def evaluate_translation(model: str, metrics: list[str], *, features: str = "aut
     for m in PAIRED_METRICS:
         if m in metrics:
             result[m] = float(np.mean([r[m] for r in per_image.values()]))
+    if unchanged and len(unchanged) == len(outputs):
+        result["input_unchanged_psnr"] = float(np.mean([u[0] for u in unchanged]))
+        result["input_unchanged_l1"] = float(np.mean([u[1] for u in unchanged]))
     if "fid" in metrics or "kid" in metrics:
         from genforge.metrics.fid import feature_network, fid_kid
         if features == "auto":
