@@ -37,7 +37,11 @@ def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) ->
              f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
              f"{t['pixel_loss']} loss, Adam {t['optim']['learning_rate']} {t['optim']['schedule']} |",
              f"| CPU time | {minutes:.0f} min wall, {cfg['train']['threads'] or 'all'} thread(s) on a shared "
-             f"2-core machine |",
+             f"2-core machine{' (stage 2 only)' if t['stage'] == 'gan' else ''} |",
+             *([f"| stage 2 | from the stage-1 run `{Path(cfg['init']).name}`; trains the {t['finetune']} "
+                f"({'encoder frozen' if t['finetune'] == 'decoder' else 'all weights'}); pixel {t['pixel_weight']} + "
+                f"{t['adv_loss']} adversarial {t['adv_weight']} + feature matching {t['feature_matching_weight']}, "
+                f"spectral-norm discriminator |"] if t["stage"] == "gan" else []),
              "", "| set (Y, protocol of ../shared/benchmarks) | PSNR | SSIM | bicubic PSNR | bicubic SSIM |",
              "|---|---|---|---|---|"]
     for bench in ("Set5", "Set14"):
