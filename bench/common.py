@@ -30,5 +30,6 @@ def machine_line() -> str:
     import platform
 
     import torch
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+            f"{torch.get_num_threads()} threads, 1-minute load average {load:.1f} when written")
