@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from genforge.data.builtin import DATASETS
+from genforge.data.color import luma
 from genforge.data.folders import read_folder
 from genforge.errors import UserError
 
@@ -26,7 +27,6 @@ __all__ = ["ImageSet", "list_datasets", "load_dataset", "read_images", "to_tenso
 
 _FOLDER = "folder:"
 _FOLDER_SPLITS = ("train", "all")
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
 _CHUNK_VALUES = 1 << 24  # float values converted at once: bounds memory for big groups
 
 
@@ -161,7 +161,7 @@ def _convert(batch: np.ndarray, size: int, channels: int) -> torch.Tensor:
         x = x[:, :-1] * (x[:, -1:] / 255.0)
         depth -= 1
     if depth == 3 and channels == 1:
-        x = torch.tensordot(torch.tensor(_LUMA), x, dims=([0], [1])).unsqueeze(1)
+        x = luma(x)
     if side != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     if depth == 1 and channels == 3:

@@ -7,6 +7,7 @@ degradation the benchmark LR files were made with) and rounded to 8 bits as real
 import numpy as np
 import torch
 
+from genforge.data.color import luma
 from genforge.data.degrade import imresize
 
 
@@ -18,7 +19,7 @@ def _to_chw(array: np.ndarray, channels: int) -> torch.Tensor:
     if channels == 3 and x.shape[0] == 1:
         x = x.expand(3, -1, -1)
     elif channels == 1 and x.shape[0] == 3:
-        x = (x.float() * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True).round()
+        x = luma(x).round()
     return x.to(torch.uint8).contiguous()
 
 

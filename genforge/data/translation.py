@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from genforge.data.builtin import _photo, photo_names
+from genforge.data.color import LUMA
 from genforge.data.degrade import imresize
 from genforge.data.io import list_image_files, read_image
 from genforge.errors import UserError
@@ -61,7 +62,6 @@ LABEL_NC = 8  # classes of labels2photos
 DONT_CARE = 255  # the class id SPADE/Cityscapes-style label maps use for "unlabelled"
 SPLITS = ("train", "holdout")
 KINDS = ("paired", "unpaired", "semantic")
-_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 _POSTER_LEVELS = np.array([32, 96, 160, 224], dtype=np.uint8)
 _PREFIXES = ("aligned:", "unaligned:", "semantic:")
 _LABEL_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")  # one value per pixel: the raw class id
@@ -118,7 +118,7 @@ def _grey(name: str) -> np.ndarray:
     photo = _photo(name)
     if photo.shape[2] == 1:
         return _frozen(photo)
-    return _frozen(np.rint(photo @ _LUMA).astype(np.uint8)[:, :, None])
+    return _frozen(np.rint(photo @ np.array(LUMA)).astype(np.uint8)[:, :, None])
 
 
 def _is_colour(name: str) -> bool:

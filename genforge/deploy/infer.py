@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from genforge.data.color import luma, rgb_to_ycbcr, ycbcr_to_rgb
 from genforge.data.grid import save_grid
 from genforge.deploy.pretrained import ModelSource, build_export_module, read_source
 from genforge.device import select_device
@@ -96,14 +97,23 @@ class Upscaler:
     # tensors -------------------------------------------------------------------------------
     @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """x: 1 x C x h x w float in [0, 1] -> 1 x C x sh x sw, padded to the size multiple."""
+        """x: 1 x C x h x w float in [0, 1] -> 1 x C x sh x sw, padded to the size multiple. A grey
+        (luma) model given RGB upscales the BT.601 luma and leaves chroma to bicubic, as SRCNN and
+        FSRCNN do: the eye and the Y-PSNR protocol both look at luma."""
         import torch.nn.functional as F
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
         if ph or pw:
             mode = "reflect" if h > ph and w > pw else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        y = self.module(x.to(self.device).contiguous(memory_format=torch.channels_last))
+        x = x.to(self.device)
+        if self.channels == 1 and x.shape[1] == 3:  # a luma model on a colour image
+            ycc = rgb_to_ycbcr(x)
+            y = self.module(ycc[:, :1].contiguous(memory_format=torch.channels_last)).to(x.dtype)
+            chroma = F.interpolate(ycc[:, 1:], scale_factor=self.scale, mode="bicubic", align_corners=False)
+            y = ycbcr_to_rgb(torch.cat([y, chroma], dim=1))
+        else:
+            y = self.module(x.contiguous(memory_format=torch.channels_last))
         return y[..., : h * self.scale, : w * self.scale].clamp_(0, 1).float().cpu()
 
     def upscale_tensor(self, x: torch.Tensor, *, tile: int = 0, overlap: int | None = None,
@@ -149,8 +159,6 @@ class Upscaler:
         grey_in = x.shape[0] == 1
         if self.channels == 3 and grey_in:
             x = x.expand(3, -1, -1)
-        elif self.channels == 1 and not grey_in:
-            raise UserError("this model upscales grey images only; convert the image to grey first")
         y = self.upscale_tensor(x, tile=tile, overlap=overlap, out_max=out_max)
         if grey_in and y.shape[2] == 3:
             y = np.round(y.astype(np.float32).mean(axis=2, keepdims=True)).astype(y.dtype)
@@ -189,7 +197,7 @@ def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     if x.shape[0] == channels:
         return x
     if channels == 1:  # ITU-R BT.601 luma, as the bundled grey domains are made
-        return (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+        return luma(x)
     return x.expand(channels, -1, -1)
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genforge.data.color import luma
 from genforge.errors import UserError
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_net.safetensors"
 NUM_CLASSES = 10
 INPUT_SIZE = 32
-_LUMA = (0.299, 0.587, 0.114)
 _SPLIT_SEED = 0  # the 80/20 split never changes, whatever the training seed
 
 
@@ -142,8 +142,7 @@ class DigitsNet(nn.Module):
         x = x.float()
         c = x.shape[1]
         if c == 3:
-            w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            x = (x * w).sum(dim=1, keepdim=True)
+            x = luma(x)
         elif c != 1:
             raise ValueError(f"DigitsNet expects 1 or 3 channels, got {c}")
         return resize_images(x, INPUT_SIZE)

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genforge.data.color import luma
 from genforge.errors import UserError
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
 ]
 
 FEATURE_SPECS = ("digits", "torchscript:PATH", "inception:PATH")
-_LUMA = (0.299, 0.587, 0.114)
 
 
 # --------------------------------------------------------------------------- adapters
@@ -112,8 +112,7 @@ class ImageFeatures(nn.Module):
         if self.channels == 3 and c == 1:
             x = x.expand(-1, 3, -1, -1)
         elif self.channels == 1 and c == 3:
-            w = torch.tensor(_LUMA, device=x.device).view(1, 3, 1, 1)
-            x = (x * w).sum(dim=1, keepdim=True)
+            x = luma(x)
         return x
 
     def forward(self, x: Tensor) -> Tensor:

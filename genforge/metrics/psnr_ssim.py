@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from genforge.data.color import LUMA
 from genforge.data.degrade import imresize_np
 from genforge.data.io import IMAGE_EXTENSIONS, read_image
 from genforge.errors import UserError
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0  # MATLAB rgb2ycbcr, rows for [0, 255] input
-_LUMA = np.array([0.299, 0.587, 0.114])  # the same weights without the 219/255 range squeeze
+_LUMA = np.array(LUMA)  # the same weights without the 219/255 range squeeze
 _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2
 _SSIM_SIZE, _SSIM_SIGMA = 11, 1.5

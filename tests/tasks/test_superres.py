@@ -122,6 +122,25 @@ def test_alpha_grey_and_16bit_roundtrip():
     assert len(np.unique(out16 % 257)) > 1  # real 16-bit values, not 8-bit ones scaled
 
 
+def test_luma_model_on_colour_images():
+    """A grey (luma) model given RGB upscales Y with the network and chroma with bicubic: the Y of
+    the result is the network's output on the Y of the input, and tiling still matches."""
+    from genforge.data.color import luma, rgb_to_ycbcr, ycbcr_to_rgb
+    up = random_upscaler(channels=1)
+    rng = np.random.default_rng(3)
+    rgb = (rng.random((32, 40, 3)) * 255).astype(np.uint8)
+    out = up.upscale_array(rgb)
+    assert out.shape == (64, 80, 3) and out.dtype == np.uint8
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    assert torch.allclose(ycbcr_to_rgb(rgb_to_ycbcr(x)), x, atol=1e-5)
+    y_net = up.upscale_array(np.rint(luma(x).permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    y_out = luma(torch.from_numpy(out).permute(2, 0, 1).float())[0].numpy()
+    assert np.abs(y_out - y_net[..., 0]).mean() < 1.0  # rounding and the odd clipped pixel only
+    assert not np.array_equal(out[..., 0], out[..., 1])  # colour survives
+    tiled = up.upscale_array(rgb, tile=16, overlap=up.default_overlap)
+    assert np.abs(tiled.astype(int) - out.astype(int)).max() <= 1
+
+
 @pytest.fixture(scope="module")
 def model_folder(stage1, tmp_path_factory):
     from genforge.deploy.pretrained import export_folder
