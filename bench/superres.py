@@ -12,7 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, write_readme_section  # noqa: E402  (path and OpenMP first)
+from common import ROOT, machine_line, write_readme_section  # noqa: E402  (path and OpenMP first)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -38,11 +38,13 @@ def speed(model: str, scale: int, size: int = 256, repeats: int = 5) -> float:
     return (size * scale) ** 2 / statistics.median(times) / 1e6
 
 
-def parameters(model: str) -> int | None:
+def describe(model: str) -> tuple[int, str]:
+    """(parameters, what the network sees: "Y" for luma models, whose chroma is bicubic, or "RGB")."""
     if model == "bicubic":
-        return 0
+        return 0, "-"
     from genforge.deploy.infer import Upscaler
-    return sum(p.numel() for p in Upscaler(model, device="cpu").module.parameters())
+    up = Upscaler(model, device="cpu")
+    return sum(p.numel() for p in up.module.parameters()), "Y" if up.channels == 1 else "RGB"
 
 
 def comparison_image(models: dict[str, str], scale: int, out: Path, image: str = "comic", crop: int = 96) -> None:
@@ -71,7 +73,8 @@ def main() -> None:
     models = {"bicubic": "bicubic"} | dict(m.split("=", 1) for m in args.model)
     rows = []
     for name, model in models.items():
-        row = {"name": name, "model": model, "params": parameters(model), "train_s": training_seconds(model),
+        params, colour = describe(model)
+        row = {"name": name, "model": model, "params": params, "colour": colour, "train_s": training_seconds(model),
                "mpix_s": speed(model, args.scale)}
         for bench in ("Set5", "Set14"):
             r = evaluate_sr(model, str(BENCH / bench), args.scale)
@@ -79,12 +82,12 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row))
     lines = [f"x{args.scale}, Y channel, HR cropped to a multiple of the scale, {args.scale} px shaved (the published "
-             f"protocol). Inference: output MPix/s for a 256x256 RGB input, median of 5, 2 CPU cores.", "",
-             "| model | params | CPU training | Set5 PSNR | Set5 SSIM | Set14 PSNR | Set14 SSIM | MPix/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"protocol). Inference: output MPix/s for a 256x256 RGB input, median of 5. {machine_line()}.", "",
+             "| model | network input | params | CPU training | Set5 PSNR | Set5 SSIM | Set14 PSNR | Set14 SSIM | MPix/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = f"{r['train_s'] / 60:.0f} min" if r["train_s"] else "-"
-        lines.append(f"| {r['name']} | {r['params']:,} | {t} | {r['Set5']['psnr']:.2f} | {r['Set5']['ssim']:.4f} | "
+        lines.append(f"| {r['name']} | {r['colour']} | {r['params']:,} | {t} | {r['Set5']['psnr']:.2f} | {r['Set5']['ssim']:.4f} | "
                      f"{r['Set14']['psnr']:.2f} | {r['Set14']['ssim']:.4f} | {r['mpix_s']:.2f} |")
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
