@@ -28,9 +28,11 @@ def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) ->
     planned = cfg["train"]["steps"]
     steps = f"{done} steps" if done >= planned else f"{done} steps of a {planned}-step schedule (stopped early)"
     scale, m, t = cfg["model"]["scale"], cfg["model"], cfg["task"]
+    colour = ("RGB" if m["channels"] == 3 else
+              "luma: the network upscales Y (BT.601) and chroma is upscaled bicubically, as SRCNN/FSRCNN do")
     lines = [f"# {name}", "",
              f"ISRNet x{scale} ({'adversarially fine-tuned' if t['stage'] == 'gan' else 'pixel loss'}), "
-             f"RGB, {m['width']} channels, {m['levels']} levels. `genforge upscale {name} photo.jpg -o out/`", "",
+             f"{colour}, {m['width']} channels, {m['levels']} levels. `genforge upscale {name} photo.jpg -o out/`", "",
              "| | |", "|---|---|",
              f"| data | bundled `photos` train split only (10 photos), random {t['patch_size']}px HR patches at scales "
              f"{', '.join(map(str, t['scale_jitter']))}, LR by MATLAB-compatible bicubic |",
