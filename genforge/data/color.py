@@ -22,6 +22,17 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("...chw,c->...hw", x, _weights(LUMA, x)).unsqueeze(-3)
 
 
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """(..., C, H, W) with C = 1 or 3 -> the same with `channels` channels: grey is repeated into RGB
+    (a view), RGB becomes its luma (float); anything else is returned unchanged."""
+    c = x.shape[-3]
+    if channels == 3 and c == 1:
+        return x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    if channels == 1 and c == 3:
+        return luma(x)
+    return x
+
+
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB in [0, 1] -> full-range YCbCr in [0, 1] (chroma centred on 0.5)."""
     m = _weights((LUMA, _CB, _CR), x)

@@ -7,7 +7,7 @@ degradation the benchmark LR files were made with) and rounded to 8 bits as real
 import numpy as np
 import torch
 
-from genforge.data.color import luma
+from genforge.data.color import match_channels
 from genforge.data.degrade import imresize
 
 
@@ -16,11 +16,8 @@ def _to_chw(array: np.ndarray, channels: int) -> torch.Tensor:
     if array.dtype == np.uint16:
         array = np.round(array / 257.0).astype(np.uint8)
     x = torch.from_numpy(np.require(array, requirements=["C", "W"])).permute(2, 0, 1)[:3]
-    if channels == 3 and x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    elif channels == 1 and x.shape[0] == 3:
-        x = luma(x).round()
-    return x.to(torch.uint8).contiguous()
+    x = match_channels(x, channels)
+    return (x.round() if x.is_floating_point() else x).to(torch.uint8).contiguous()
 
 
 class SRPatches:

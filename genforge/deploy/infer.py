@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from genforge.data.color import luma, rgb_to_ycbcr, ycbcr_to_rgb
+from genforge.data.color import match_channels, rgb_to_ycbcr, ycbcr_to_rgb
 from genforge.data.grid import save_grid
 from genforge.deploy.pretrained import ModelSource, build_export_module, read_source
 from genforge.device import select_device
@@ -193,14 +193,6 @@ def _to_unit(image: np.ndarray) -> tuple[torch.Tensor, np.ndarray | None]:
     return x * 2 - 1, (None if alpha is None else (alpha.astype(np.float32) / peak * 255).round().astype(np.uint8))
 
 
-def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    if x.shape[0] == channels:
-        return x
-    if channels == 1:  # ITU-R BT.601 luma, as the bundled grey domains are made
-        return luma(x)
-    return x.expand(channels, -1, -1)
-
-
 class Translator:
     """An image-to-image network (Pix2Pix, CycleGAN, SPADE) with everything around it: grey/RGB/RGBA
     inputs (alpha passed through), 16-bit inputs, padding to the network's size multiple and
@@ -268,7 +260,7 @@ class Translator:
                 raise UserError(f"--style image is {style.shape[1]}x{style.shape[0]}: the style encoder needs "
                                 "at least 32x32 pixels")
             x, _ = _to_unit(style)
-            mu, _ = self.module.encode(_match_channels(x, 3)[None].to(self.device))
+            mu, _ = self.module.encode(match_channels(x, 3)[None].to(self.device))
             return mu
         g = torch.Generator().manual_seed(seed)
         return torch.randn(1, self.module.z_dim, generator=g).to(self.device)
@@ -288,7 +280,7 @@ class Translator:
         else:
             net = self.network(direction)
             x, alpha = _to_unit(image)
-            x = _match_channels(x, int(net.in_channels))[None]
+            x = match_channels(x, int(net.in_channels))[None]
             y = net(self._pad(x).to(self.device))
         y = ((y[0, :, :h, :w].float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         out = y.permute(1, 2, 0).numpy()

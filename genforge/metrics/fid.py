@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from genforge.data.color import luma
+from genforge.data.color import match_channels
 from genforge.errors import UserError
 
 __all__ = [
@@ -108,12 +108,7 @@ class ImageFeatures(nn.Module):
         if x.dtype == torch.uint8:  # e.g. torchmetrics' probe image, 0..255
             x = x.float() / 127.5 - 1.0
         x = x.to(self.device, torch.float32)
-        c = x.shape[1]
-        if self.channels == 3 and c == 1:
-            x = x.expand(-1, 3, -1, -1)
-        elif self.channels == 1 and c == 3:
-            x = luma(x)
-        return x
+        return match_channels(x, self.channels)
 
     def forward(self, x: Tensor) -> Tensor:
         f = self.net(self._prepare(x))
