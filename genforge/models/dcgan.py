@@ -27,6 +27,8 @@ class ConvNetConfig(BaseModel):
     channels: int = Field(1, ge=1, le=4, description="Image channels: 1 grey, 3 RGB.")
     latent_dim: int = Field(64, ge=1, le=4096, description="Size of z.")
     width: int = Field(32, ge=4, le=1024, description="Channels at full resolution; doubled per halving.")
+    d_width: int | None = Field(None, ge=4, le=1024, description="The discriminator's (VAE: encoder's) width "
+                                "when it differs from the generator's (DCGAN's ndf beside ngf); default: width.")
     max_width: int = Field(512, ge=4, description="Cap on channels at low resolution.")
     depth: int = Field(1, ge=1, le=8, description="Convolutions per resolution level (1 = plain DCGAN).")
     g_activation: Activation = "relu"
@@ -42,10 +44,10 @@ class ConvNetConfig(BaseModel):
             raise ValueError("must be a power of two between 8 and 1024")
         return v
 
-    def level_widths(self) -> list[int]:
-        """Channels from the 4x4 level up to full resolution."""
+    def level_widths(self, width: int | None = None) -> list[int]:
+        """Channels from the 4x4 level up to full resolution (`width` there; default: the generator's)."""
         levels = int(math.log2(self.image_size)) - 2
-        return [min(self.width * 2 ** (levels - i), self.max_width) for i in range(levels + 1)]
+        return [min((width or self.width) * 2 ** (levels - i), self.max_width) for i in range(levels + 1)]
 
 
 class DCGANConfig(ConvNetConfig):
@@ -93,7 +95,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: ConvNetConfig):
         super().__init__()
-        widths = cfg.level_widths()[::-1]
+        widths = cfg.level_widths(cfg.d_width)[::-1]
         norm, act = cfg.d_norm, cfg.d_activation
         layers = [apply_spectral(nn.Conv2d(cfg.channels, widths[0], 3, 1, 1), norm), activation(act)]
         for cin, cout in zip(widths[:-1], widths[1:]):

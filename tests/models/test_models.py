@@ -34,6 +34,15 @@ def test_activation_is_selectable(act, cls):
     assert sum(isinstance(m, cls) for m in Generator(cfg).modules()) >= 2
 
 
+def test_discriminator_width_can_differ_from_the_generator():
+    cfg = DCGANConfig(image_size=16, width=8, d_width=4)
+    g_convs = [m.out_channels for m in Generator(cfg).body.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    d_convs = [m.out_channels for m in Discriminator(cfg).body.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert g_convs == [32, 16, 8] and d_convs == [4, 8, 16]
+    same = DCGANConfig(image_size=16, width=8)
+    assert [m.out_channels for m in Discriminator(same).body.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 16, 32]
+
+
 def test_conditional_generator_depends_on_label():
     torch.manual_seed(0)
     G = Generator(DCGANConfig(image_size=8, width=4, latent_dim=4, num_classes=2)).eval()
