@@ -60,6 +60,9 @@ class GANTaskConfig(Strict):
     g_optim: Optim = Optim()
     d_optim: Optim = Optim()
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of generator weights; 0 = off.")
+    diff_augment: bool = Field(False, description="Apply data.augment to real and generated images alike on "
+                               "their way into D, differentiably (DiffAugment, Zhao et al. 2020): D sees more "
+                               "varied images while G still learns the un-augmented data. Off: reals only.")
 
 
 class VAETaskConfig(Strict):

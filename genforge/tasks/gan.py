@@ -1,7 +1,9 @@
 """Adversarial training of a generator against a discriminator: GAN (BCE), WGAN (weight
 clipping), WGAN-GP, hinge and least squares, unconditional or class-conditional.
 
-One training step is one discriminator update; the generator is updated every n_critic steps."""
+One training step is one discriminator update; the generator is updated every n_critic steps.
+With diff_augment the augmentation sits in front of D for real and generated images alike, so its
+gradients reach G through it (DiffAugment); without it only the reals are augmented."""
 
 import torch
 from torch import nn
@@ -30,12 +32,14 @@ class GANTask(GenerativeTask):
         G, D = self.networks["g"], self.networks["d"]
         kind = self.cfg.loss
         real = self.augment(batch["image"])
+        # DiffAugment: the fakes go through the same random augmentation (differentiable) as the reals
+        seen = self.augment if self.cfg.diff_augment else (lambda x: x)
         labels = batch.get("label") if self.conditional else None
         extra = (labels,) if labels is not None else ()
         z = torch.randn(real.shape[0], G.latent_dim, device=self.device)
 
         with torch.no_grad():
-            fake = G(z, *extra)
+            fake = seen(G(z, *extra))
         d_real, d_fake = D(real, *extra), D(fake, *extra)
         loss_d = d_loss(kind, d_real, d_fake)
         metrics = {"d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
@@ -51,7 +55,7 @@ class GANTask(GenerativeTask):
         if (step + 1) % self.cfg.n_critic == 0:
             D.requires_grad_(False)  # no gradients for D's weights during the G step
             z = torch.randn(real.shape[0], G.latent_dim, device=self.device)
-            loss_g = g_loss(kind, D(G(z, *extra), *extra))
+            loss_g = g_loss(kind, D(seen(G(z, *extra)), *extra))
             D.requires_grad_(True)
             if self.optimize("g", loss_g) and self.ema is not None:
                 self.ema.update(G)
