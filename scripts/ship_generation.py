@@ -9,14 +9,15 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder  # noqa: E402
-from genforge.engine.logging import training_seconds  # noqa: E402
+from genforge.engine.logging import cpu_time_text  # noqa: E402
 from genforge.evaluate import evaluate  # noqa: E402
 from genforge.train import train  # noqa: E402
 
@@ -28,7 +29,7 @@ SHIPPED = {
 }
 
 
-def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict, seconds: float | None) -> str:
+def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict) -> str:
     cov = result["coverage"]
     done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
     trained = f"{steps} steps" if done >= steps else f"{done} steps of a {steps}-step schedule (stopped early)"
@@ -37,7 +38,7 @@ def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict,
              f"| task | generation (`genforge sample {name} -n 64 -o grid.png`) |",
              f"| data | bundled `digits` (scikit-learn, 1,797 images, 8x8 resized to 16x16) |",
              f"| config | `configs/{preset}.yaml`, {trained} |",
-             f"| CPU time | {seconds / 60:.1f} min on 2 shared CPU cores |" if seconds else "| CPU time | n/a |",
+             f"| CPU time | {cpu_time_text(run, yaml.safe_load((run / 'config.yaml').read_text())['train']['threads'])} |",
              f"| FID (digits features, 2,000 samples vs real) | {result['fid']:.3f} |",
              f"| FID between two halves of the real digits | {result['fid_real_halves']:.3f} |",
              f"| FID ratio to real halves | {result['fid'] / result['fid_real_halves']:.1f}x |",
@@ -62,19 +63,15 @@ def main() -> None:
         if args.only and name not in args.only.split(","):
             continue
         run = Path(args.runs) / name
-        seconds = None
         if not args.as_is and not (run / "checkpoints" / f"step_{steps:08d}.pt").exists():
-            t0 = time.time()
             resume = str(run) if (run / "config.yaml").exists() else None
             train(None if resume else str(ROOT / "configs" / f"{preset}.yaml"), [f"train.steps={steps}"],
                   resume=resume, run_dir=None if resume else str(run), progress=False)
-            seconds = time.time() - t0
-        seconds = seconds or training_seconds(run)
         metrics = ["fid", "kid", "coverage"] + (["accuracy"] if "cgan" in name else [])
         result = evaluate(str(run), metrics, n=2000)
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)
-        export_folder(str(run), out, description=desc, card=card(name, preset, steps, desc, run, result, seconds))
+        export_folder(str(run), out, description=desc, card=card(name, preset, steps, desc, run, result))
         print(json.dumps({name: {k: result[k] for k in ("fid", "fid_real_halves", "coverage_min")} |
                           ({"accuracy": result["accuracy"]} if "accuracy" in result else {})}))
 

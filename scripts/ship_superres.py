@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
-from genforge.engine.logging import training_seconds  # noqa: E402
+from genforge.engine.logging import cpu_time_text  # noqa: E402
 from genforge.evaluate import evaluate_sr  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "benchmarks"
@@ -23,7 +23,6 @@ TARGETS = {2: 37.0, 4: 30.7}  # Set5 Y-PSNR targets (FSRCNN's published level)
 
 def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) -> str:
     cfg = read_source(str(run)).config
-    minutes = training_seconds(run) / 60
     done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
     planned = cfg["train"]["steps"]
     steps = f"{done} steps" if done >= planned else f"{done} steps of a {planned}-step schedule (stopped early)"
@@ -38,8 +37,8 @@ def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) ->
              f"{', '.join(map(str, t['scale_jitter']))}, LR by MATLAB-compatible bicubic |",
              f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
              f"{t['pixel_loss']} loss, Adam {t['optim']['learning_rate']} {t['optim']['schedule']} |",
-             f"| CPU time | {minutes:.0f} min wall, {cfg['train']['threads'] or 'all'} thread(s) on a shared "
-             f"2-core machine{' (stage 2 only)' if t['stage'] == 'gan' else ''} |",
+             f"| CPU time | {cpu_time_text(run, cfg['train']['threads'])}"
+             f"{' (stage 2 only)' if t['stage'] == 'gan' else ''} |",
              *([f"| stage 2 | from the stage-1 run `{Path(cfg['init']).name}`; trains the {t['finetune']} "
                 f"({'encoder frozen' if t['finetune'] == 'decoder' else 'all weights'}); pixel {t['pixel_weight']} + "
                 f"{t['adv_loss']} adversarial {t['adv_weight']} + feature matching {t['feature_matching_weight']}, "

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from genforge.data.translation import BUNDLED  # noqa: E402
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
-from genforge.engine.logging import training_seconds  # noqa: E402
+from genforge.engine.logging import cpu_time_text  # noqa: E402
 from genforge.evaluate import evaluate_translation  # noqa: E402
 
 USAGE = {
@@ -46,8 +46,7 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
              f"| network | `{m['name']}`, {params:,} parameters, stored as float16 (config.json has every setting) |",
              f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
              f"{cfg['task']['patch_size']} px crops |",
-             f"| CPU time | {training_seconds(run) / 60:.0f} min wall, {cfg['train']['threads'] or 'all'} thread(s) on a "
-             "shared 2-core machine |",
+             f"| CPU time | {cpu_time_text(run, cfg['train']['threads'])} |",
              "", f"Holdout images, whole, against {truth} (L1 in [0, 1] units; PSNR/SSIM on RGB):", "",
              "| image | L1 | PSNR | SSIM |", "|---|---|---|---|"]
     for img, r in result["per_image"].items():

@@ -84,3 +84,13 @@ def training_seconds(run_dir, max_gap: float = 600.0) -> float | None:
         return None
     times = [r["time"] for r in map(json.loads, path.read_text().splitlines()) if "time" in r]
     return sum(b - a for a, b in zip(times, times[1:]) if b - a < max_gap) if len(times) > 1 else None
+
+
+def cpu_time_text(run_dir, threads: int) -> str:
+    """The CPU time of a run for a model card: wall minutes and the threads it had."""
+    import os
+    seconds = training_seconds(run_dir)
+    if seconds is None:
+        return "n/a"
+    return (f"{seconds / 60:.0f} min wall, {threads or 'all'} thread(s) on a shared "
+            f"{os.cpu_count()}-core machine")
