@@ -27,6 +27,35 @@ def generate(generator: nn.Module, n: int, *, labels: torch.Tensor | None = None
     return torch.cat(out)
 
 
+@torch.no_grad()
+def standing_batchnorm(generator: nn.Module, *, batches: int = 8, batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """A copy of `generator` whose batch-norm statistics are measured on its own outputs.
+
+    An EMA generator's weights are an average over training while its batch-norm running
+    statistics come from the live network; recomputing them for the averaged weights ("standing
+    statistics", BigGAN) removes that mismatch. The inputs are only z [+ labels], so no data is
+    needed; the RNG is private. Without batch norm the generator itself is returned."""
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return generator
+    import copy
+    out = copy.deepcopy(generator)
+    device = next(out.parameters()).device
+    rng = torch.Generator(device="cpu").manual_seed(seed)
+    for m in out.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+    out.train()
+    for _ in range(batches):
+        z = torch.randn(batch_size, out.latent_dim, generator=rng).to(device)
+        labels = (torch.randint(0, out.num_classes, (batch_size,), generator=rng).to(device),) if out.num_classes else ()
+        out(z, *labels)
+    for m, original in zip((m for m in out.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)), norms):
+        m.momentum = original.momentum
+    return out.train(generator.training)
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation: Gaussian latents keep a typical norm along the path."""
     a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)

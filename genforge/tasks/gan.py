@@ -11,6 +11,7 @@ from torch import nn
 from genforge.engine.ema import EMA
 from genforge.losses import clip_weights, d_loss, g_loss, gradient_penalty
 from genforge.models import Discriminator, Generator
+from genforge.models.sampling import standing_batchnorm
 from genforge.tasks.base import GenerativeTask, make_optimizer, make_scheduler
 
 
@@ -63,4 +64,5 @@ class GANTask(GenerativeTask):
         return metrics
 
     def export_module(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.networks["g"]
+        # the EMA weights get batch-norm statistics of their own (the live network's would not fit them)
+        return standing_batchnorm(self.ema.module) if self.ema is not None else self.networks["g"]

@@ -78,3 +78,34 @@ def test_build_generator_state_roundtrip(cfg):
     z = torch.randn(3, cfg.latent_dim)
     labels = (torch.tensor([0, 1, 0]),) if cfg.num_classes else ()
     assert torch.equal(G(z, *labels), G2(z, *labels))
+
+
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_standing_batchnorm_measures_the_generators_own_statistics(num_classes):
+    from genforge.models.sampling import standing_batchnorm
+    torch.manual_seed(0)
+    G = Generator(DCGANConfig(image_size=8, width=4, latent_dim=4, num_classes=num_classes)).eval()
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:  # statistics that belong to other weights (as an EMA copy's do)
+        m.running_mean.fill_(3.0)
+        m.running_var.fill_(9.0)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    S = standing_batchnorm(G, batches=4, batch_size=256)
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # the original is untouched
+    assert S is not G and not S.training  # same mode as the original
+    S2 = standing_batchnorm(G, batches=4, batch_size=256)  # deterministic
+    assert all(torch.equal(a, b) for a, b in zip(S.state_dict().values(), S2.state_dict().values()))
+    # eval mode with the standing statistics ~ train mode on a large batch of fresh latents
+    z = torch.randn(4096, 4)
+    labels = (torch.randint(0, num_classes, (4096,)),) if num_classes else ()
+    with torch.no_grad():
+        eval_mode = S(z, *labels)
+        train_mode = S.train()(z, *labels)
+        stale = G.eval()(z, *labels)
+    assert (eval_mode - train_mode).abs().mean() < 0.02 < (stale - train_mode).abs().mean()
+
+
+def test_standing_batchnorm_without_batchnorm_is_the_generator():
+    from genforge.models.sampling import standing_batchnorm
+    G = Generator(DCGANConfig(image_size=8, width=4, g_norm="instance"))
+    assert standing_batchnorm(G) is G
