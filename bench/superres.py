@@ -95,15 +95,19 @@ def main() -> None:
     (results / f"superres_x{args.scale}.json").write_text(json.dumps(rows, indent=2))
     comparison_image(models, args.scale, results / f"superres_x{args.scale}_comic.png")
     print("\n".join(lines))
-    # README: every scale measured so far, each with its comparison image
+    write_readme(results)
+
+
+def write_readme(results: Path) -> None:
+    """README: every scale measured so far, each with its comparison image and the order of its crops."""
     parts = []
     for md in sorted(results.glob("superres_x*.md")):
         scale = md.stem.split("_x")[1]
         body = md.read_text().split("\n", 2)[2]  # without the title line
-        parts.append(f"**x{scale}**\n\n{body}\nCrops of Set14 comic: "
+        order = [r["name"] for r in json.loads(md.with_suffix(".json").read_text())] + ["ground truth"]
+        parts.append(f"**x{scale}**\n\n{body}\nCrops of Set14 comic, left to right: {' | '.join(order)}: "
                      f"[bench/results/superres_x{scale}_comic.png](bench/results/superres_x{scale}_comic.png)\n")
     write_readme_section("superres", "\n".join(parts))
-
 
 if __name__ == "__main__":
     main()
