@@ -185,6 +185,15 @@ def _table(header, rows) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+def _image_output_options(s: argparse.ArgumentParser, *, ext_help: str) -> None:
+    """What upscale and translate share: output naming, the pixel guard, the device, progress."""
+    s.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
+    s.add_argument("--ext", help=ext_help)
+    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genforge", description="Train, evaluate and deploy generative image models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -233,11 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
     s.add_argument("--tile", type=int, default=0, help="process in tiles of this many LR pixels (0 = whole image)")
     s.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: the receptive-field radius)")
-    s.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
-    s.add_argument("--ext", help="output format (png, jpg, ...); default: the input's")
-    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
-    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    s.add_argument("--no-progress", action="store_true")
+    _image_output_options(s, ext_help="output format (png, jpg, ...); default: the input's")
     # with an optional model, argparse takes both positionals at their first appearance: inputs given
     # after an option (upscale MODEL -o out/ in.png) arrive as leftovers and are added here
     s.set_defaults(func=cmd_upscale, leftover_inputs="inputs")
@@ -249,11 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--direction", default="a2b", choices=("a2b", "b2a"), help="CycleGAN: which generator")
     s.add_argument("--style", help="SPADE with a style encoder: take the style from this photo")
     s.add_argument("--seed", type=int, help="SPADE with a style encoder: a random style from this seed")
-    s.add_argument("--suffix", default="", help="added to output file names")
-    s.add_argument("--ext", help="output format (default png)")
-    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
-    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    s.add_argument("--no-progress", action="store_true")
+    _image_output_options(s, ext_help="output format (default png)")
     s.set_defaults(func=cmd_translate)
 
     s = sub.add_parser("eval-sr", help="PSNR/SSIM on a benchmark set with the published protocol")
