@@ -37,7 +37,9 @@ def train_and_score(name: str, steps: int, out: Path) -> dict:
     if not (run / "eval.json").exists():
         t0 = time.perf_counter()
         train(str(ROOT / "configs" / f"{name}_digits.yaml"),
-              [f"train.steps={steps}", f"train.eval_every={max(1, steps // 4)}", "train.features=digits",
+              # one architecture for every model, whatever width a preset ships with
+              ["model.width=32", "model.d_width=32",
+               f"train.steps={steps}", f"train.eval_every={max(1, steps // 4)}", "train.features=digits",
                f"train.checkpoint_every={steps}", f"train.sample_every={steps}", "train.eval_samples=1000"],
               run_dir=str(run), progress=False)
         seconds = time.perf_counter() - t0
