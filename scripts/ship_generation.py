@@ -22,7 +22,8 @@ from genforge.evaluate import evaluate  # noqa: E402
 from genforge.train import train  # noqa: E402
 
 SHIPPED = {
-    "digits-wgangp": ("wgangp_digits", 16000, "WGAN-GP DCGAN generator for 16x16 digits (EMA weights)."),
+    "digits-wgangp": ("wgangp_digits", 24000, "WGAN-GP DCGAN generator for 16x16 digits (EMA weights; G width 64, "
+                                              "critic width 32)."),
     "digits-cgan": ("cgan_digits", 4000, "Class-conditional DCGAN (label embedding in G, projection D, hinge), "
                                           "16x16 digits; --label 0..9."),
     "digits-vae": ("vae_digits", 4000, "Convolutional VAE decoder for 16x16 digits (latent 16)."),
