@@ -189,7 +189,8 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                     stopping = not distributed.all_true(not stopping, dist.device)
                 if stopping and step < cfg.steps:
                     path = save(step)
-                    logger.message(f"interrupted at step {step}; checkpoint {path}")
+                    # the Interrupted exception carries it to the caller (the CLI prints it once)
+                    logger.message(f"interrupted at step {step}; checkpoint {path}", echo=False)
                     raise Interrupted(stop.signum or signal.SIGTERM, step, path)
         for cb in callbacks:
             cb.on_end(step, task, logger)

@@ -56,12 +56,13 @@ class RunLogger:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
             self.bar.update(1)
 
-    def message(self, text: str) -> None:
+    def message(self, text: str, *, echo: bool = True) -> None:
+        """An event in metrics.jsonl, also printed unless `echo` is off (the caller reports it itself)."""
         if not self.enabled:
             return
-        if self.bar is not None:
+        if echo and self.bar is not None:
             self.bar.write(text, file=sys.stderr)
-        else:
+        elif echo:
             print(text, file=sys.stderr)
         self._jsonl.write(json.dumps({"kind": "event", "time": round(time.time(), 3), "message": text}) + "\n")
 
