@@ -22,7 +22,7 @@ from genforge.evaluate import evaluate  # noqa: E402
 from genforge.train import train  # noqa: E402
 
 SHIPPED = {
-    "digits-wgangp": ("wgangp_digits", 24000, "WGAN-GP DCGAN generator for 16x16 digits (EMA weights; G width 64, "
+    "digits-wgangp": ("wgangp_digits", 40000, "WGAN-GP DCGAN generator for 16x16 digits (EMA weights; G width 64, "
                                               "critic width 32)."),
     "digits-cgan": ("cgan_digits", 4000, "Class-conditional DCGAN (label embedding in G, projection D, hinge), "
                                           "16x16 digits; --label 0..9."),
