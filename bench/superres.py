@@ -109,5 +109,6 @@ def write_readme(results: Path) -> None:
                      f"[bench/results/superres_x{scale}_comic.png](bench/results/superres_x{scale}_comic.png)\n")
     write_readme_section("superres", "\n".join(parts))
 
+
 if __name__ == "__main__":
     main()

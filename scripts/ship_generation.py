@@ -11,12 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder  # noqa: E402
+from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
 from genforge.engine.logging import cpu_time_text  # noqa: E402
 from genforge.evaluate import evaluate  # noqa: E402
 from genforge.train import train  # noqa: E402
@@ -39,7 +37,7 @@ def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict)
              f"| task | generation (`genforge sample {name} -n 64 -o grid.png`) |",
              f"| data | bundled `digits` (scikit-learn, 1,797 images, 8x8 resized to 16x16) |",
              f"| config | `configs/{preset}.yaml`, {trained} |",
-             f"| CPU time | {cpu_time_text(run, yaml.safe_load((run / 'config.yaml').read_text())['train']['threads'])} |",
+             f"| CPU time | {cpu_time_text(run, read_source(str(run)).config['train']['threads'])} |",
              f"| FID (digits features, 2,000 samples vs real) | {result['fid']:.3f} |",
              f"| FID between two halves of the real digits | {result['fid_real_halves']:.3f} |",
              f"| FID ratio to real halves | {result['fid'] / result['fid_real_halves']:.1f}x |",

@@ -3,6 +3,7 @@
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,8 +79,6 @@ class RunLogger:
 def training_seconds(run_dir, max_gap: float = 600.0) -> float | None:
     """Wall time a run spent training, from its metrics.jsonl: the sum of the intervals between
     records, leaving out gaps longer than `max_gap` (the run was stopped and resumed later)."""
-    import json
-    from pathlib import Path
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return None
@@ -89,7 +88,6 @@ def training_seconds(run_dir, max_gap: float = 600.0) -> float | None:
 
 def cpu_time_text(run_dir, threads: int) -> str:
     """The CPU time of a run for a model card: wall minutes and the threads it had."""
-    import os
     seconds = training_seconds(run_dir)
     if seconds is None:
         return "n/a"

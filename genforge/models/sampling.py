@@ -1,6 +1,8 @@
 """Drawing images from a generator (z [+ labels] -> images), batched, with a private RNG so that
 sampling never disturbs the training RNG stream."""
 
+import copy
+
 import torch
 from torch import nn
 
@@ -35,24 +37,22 @@ def standing_batchnorm(generator: nn.Module, *, batches: int = 8, batch_size: in
     statistics come from the live network; recomputing them for the averaged weights ("standing
     statistics", BigGAN) removes that mismatch. The inputs are only z [+ labels], so no data is
     needed; the RNG is private. Without batch norm the generator itself is returned."""
-    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in generator.modules()):
         return generator
-    import copy
-    out = copy.deepcopy(generator)
+    out = copy.deepcopy(generator).train()
+    norms = [m for m in out.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
     device = next(out.parameters()).device
     rng = torch.Generator(device="cpu").manual_seed(seed)
-    for m in out.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over all batches
-    out.train()
     for _ in range(batches):
         z = torch.randn(batch_size, out.latent_dim, generator=rng).to(device)
         labels = (torch.randint(0, out.num_classes, (batch_size,), generator=rng).to(device),) if out.num_classes else ()
         out(z, *labels)
-    for m, original in zip((m for m in out.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)), norms):
-        m.momentum = original.momentum
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     return out.train(generator.training)
 
 

@@ -28,6 +28,7 @@ class GANTask(GenerativeTask):
         self.schedulers = {"g": make_scheduler(self.optimizers["g"], self.cfg.g_optim, cfg.train.steps),
                            "d": make_scheduler(self.optimizers["d"], self.cfg.d_optim, cfg.train.steps)}
         self.ema = EMA(G, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        self._standing: tuple[int, nn.Module] | None = None  # (EMA updates, export module) cache
 
     def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         G, D = self.networks["g"], self.networks["d"]
@@ -64,5 +65,10 @@ class GANTask(GenerativeTask):
         return metrics
 
     def export_module(self) -> nn.Module:
-        # the EMA weights get batch-norm statistics of their own (the live network's would not fit them)
-        return standing_batchnorm(self.ema.module) if self.ema is not None else self.networks["g"]
+        if self.ema is None:
+            return self.networks["g"]
+        # the EMA weights get batch-norm statistics of their own (the live network's would not fit them),
+        # measured once per EMA state: the checkpoint, sample grid and FID at one step share them
+        if self._standing is None or self._standing[0] != self.ema.num_updates:
+            self._standing = (self.ema.num_updates, standing_batchnorm(self.ema.module))
+        return self._standing[1]
