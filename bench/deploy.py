@@ -45,7 +45,8 @@ from genforge.data.io import decode_image, encode_image  # noqa: E402
 from genforge.deploy.export import export_onnx  # noqa: E402
 from genforge.deploy.infer import load  # noqa: E402
 from genforge.deploy.loadtest import post_many, serve_process  # noqa: E402
-from genforge.deploy.pretrained import TASK_KINDS, list_models, read_source  # noqa: E402
+from genforge.deploy.pretrained import list_models, read_source  # noqa: E402
+from genforge.registry import family_of  # noqa: E402
 from genforge.errors import UserError  # noqa: E402
 
 SERVICE_MODEL = "isrnet-x2"
@@ -146,7 +147,7 @@ def models_to_run(only: list[str] | None) -> list[dict]:
             kind = read_source(arg).config["task"]["kind"]
         except UserError as err:
             sys.exit(f"--models {arg}: {err}")
-        out.append({"name": Path(arg).name, "source": arg, "task": TASK_KINDS.get(kind, kind)})
+        out.append({"name": Path(arg).name, "source": arg, "task": family_of(kind)})
     return out
 
 

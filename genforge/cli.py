@@ -49,7 +49,7 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     from genforge.data.grid import save_grid
     from genforge.data.io import write_image
-    from genforge.deploy.infer import Generation
+    from genforge.deploy.generator import Generation
     if args.n < 1 or args.n > 100_000:
         raise UserError("-n must be between 1 and 100000")
     gen = Generation(args.model, device=args.device)
@@ -86,7 +86,7 @@ def cmd_eval(args) -> int:
 
 def cmd_upscale(args) -> int:
     from genforge.deploy.files import process_files
-    from genforge.deploy.infer import Upscaler
+    from genforge.deploy.upscaler import Upscaler
     if args.tile and args.tile < 16:
         raise UserError("--tile must be 0 (off) or at least 16 pixels")
     inputs = [args.model, *args.inputs] if args.model else []
@@ -114,7 +114,7 @@ def cmd_upscale(args) -> int:
 def cmd_translate(args) -> int:
     from genforge.data.io import read_image, read_label_map
     from genforge.deploy.files import process_files
-    from genforge.deploy.infer import Translator
+    from genforge.deploy.translator import Translator
     tr = Translator(args.model, device=args.device)
     style = read_image(args.style) if args.style else None
     if style is not None or args.seed is not None:
@@ -131,7 +131,7 @@ def cmd_translate(args) -> int:
 
 
 def cmd_eval_sr(args) -> int:
-    from genforge.evaluate import evaluate_sr, format_sr_table
+    from genforge.deploy.upscaler import evaluate_sr, format_sr_table
     result = evaluate_sr(args.model, args.benchmark, args.scale, mode=args.mode,
                          self_ensemble=args.self_ensemble, tile=args.tile)
     baseline = evaluate_sr("bicubic", args.benchmark, args.scale, mode=args.mode) if args.model != "bicubic" else None

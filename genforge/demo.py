@@ -31,7 +31,7 @@ def plot_curve(metrics_file: Path, out: Path, key: str = "fid") -> Path | None:
 
 
 def run_demo(out: Path, steps: int = 1500) -> None:
-    from genforge.deploy.infer import Generation
+    from genforge.deploy.generator import Generation
     from genforge.evaluate import evaluate, format_table, write_report
     from genforge.train import train
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def superres_demo(out: Path) -> Path | None:
     from genforge.data import read_images
     from genforge.data.degrade import bicubic_downscale
     from genforge.data.io import write_image
-    from genforge.deploy.infer import Upscaler
+    from genforge.deploy.upscaler import Upscaler
     from genforge.metrics.psnr_ssim import evaluate_pair, upscale_bicubic
     upscalers = {m["name"]: Upscaler(m["name"], device="cpu") for m in list_models()
                  if m["task"] == "super-resolution"}
@@ -109,7 +109,7 @@ def translation_demo(out: Path) -> list[Path]:
     """input | output | ground truth for a holdout image, for each shipped translation model."""
     from genforge.data.io import write_image
     from genforge.data.translation import read_translation
-    from genforge.deploy.infer import Translator
+    from genforge.deploy.translator import Translator
     from genforge.metrics.psnr_ssim import psnr
     models = [m["name"] for m in list_models() if m["task"] == "translation"]
     if not models:

@@ -1,8 +1,9 @@
 """ONNX export of the network deployment receives, verified with ONNX Runtime, and the runner that
 lets the inference wrappers (infer.py) call an .onnx file as if it were the torch module.
 
-An exported file carries what the wrappers need in its metadata_props (genforge_format, task,
-scale, channels, size_multiple, receptive_radius, latent_dim, num_classes, config), so it stands alone."""
+An exported file carries what the wrappers need in its metadata_props (genforge_format, task (the
+family), config, and the integer attributes of the family's onnx_signature, e.g. scale, channels,
+size_multiple), so it stands alone."""
 
 import json
 import os
@@ -13,23 +14,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genforge.deploy.pretrained import FORMAT, TASK_KINDS, build_export_module, read_source
+from genforge import registry
+from genforge.deploy.infer import family_of_source
+from genforge.deploy.pretrained import FORMAT, build_export_module, read_source
 from genforge.errors import UserError
 
 TOLERANCE = 1e-4
 
 
-def _sr_probe(channels: int, h: int, w: int, seed: int) -> torch.Tensor:
-    """A real-looking image: a smooth gradient with mild noise, in [0, 1]."""
-    rng = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    base = torch.stack([(0.2 + 0.6 * xx) * (0.5 + 0.5 * yy)] * channels)
-    return (base + 0.03 * torch.randn(channels, h, w, generator=rng)).clamp(0, 1)[None]
-
-
 def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
     """Export a model (shipped name, folder, run directory or checkpoint) to ONNX, check it
-    against PyTorch with ONNX Runtime and return the measured max abs differences."""
+    against PyTorch with ONNX Runtime and return the measured max abs differences. What the file
+    takes and carries is the family's wrapper's onnx_signature()."""
     import onnx
 
     out_path = Path(out_path)
@@ -37,62 +33,14 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
         raise UserError(f"-o {out_path}: give a file name ending in .onnx")
     source = read_source(name_or_path)
     module = build_export_module(source)
-    kind = TASK_KINDS.get(source.config["task"]["kind"], "other")
-    channels = int(getattr(module, "channels", 0) or getattr(module, "out_channels", 0))
-    meta = {"genforge_format": FORMAT, "task": kind, "channels": channels, "config": json.dumps(source.config)}
-    gen = torch.Generator().manual_seed(0)
-    if kind == "super-resolution":
-        m = int(getattr(module, "size_multiple", 1))
-        meta.update(scale=int(module.scale), size_multiple=m,
-                    receptive_radius=int(getattr(module, "receptive_radius", 0) or 0))
-        size = max(16, m)
-        inputs = (torch.rand(1, module.channels, size, size, generator=gen),)
-        names, out_name = ["lr"], "sr"
-        axes = {"lr": {0: "batch", 2: "height", 3: "width"}, "sr": {0: "batch", 2: "out_height", 3: "out_width"}}
-        checks = {"random": (torch.rand(2, module.channels, size + m, 2 * size, generator=gen),),
-                  "random_other_size": (torch.rand(1, module.channels, 2 * size + m, size + 2 * m, generator=gen),),
-                  "gradient_image": (_sr_probe(module.channels, 3 * m * max(1, 24 // m), 5 * m * max(1, 8 // m), 1),)}
-    elif kind == "generation":
-        meta.update(latent_dim=int(module.latent_dim), num_classes=int(module.num_classes or 0),
-                    image_size=int(module.image_size))
-
-        def gen_inputs(n):
-            z = torch.randn(n, module.latent_dim, generator=gen)
-            if module.num_classes:
-                return z, torch.randint(0, module.num_classes, (n,), generator=gen)
-            return (z,)
-        inputs = gen_inputs(2)
-        names = ["z", "labels"] if module.num_classes else ["z"]
-        out_name = "images"
-        axes = {n: {0: "batch"} for n in names + ["images"]}
-        checks = {"random": gen_inputs(3), "random_other_batch": gen_inputs(7)}  # generators: batch is the dynamic axis
-    elif kind == "translation":
-        # CycleGAN exports its A -> B generator; SPADE takes the one-hot label map (and z with a style encoder)
-        m = int(module.size_multiple)
-        label_nc = int(getattr(module, "label_nc", 0) or 0)
-        use_style = bool(getattr(module, "use_style", False))
-        in_channels = label_nc or int(module.in_channels)
-        meta.update(size_multiple=m, in_channels=in_channels, out_channels=int(module.out_channels),
-                    label_nc=label_nc, use_style=int(use_style), z_dim=int(getattr(module, "z_dim", 0) or 0))
-
-        def image_inputs(n, h, w):
-            if label_nc:
-                ids = torch.randint(0, label_nc, (n, h, w), generator=gen)
-                x = torch.nn.functional.one_hot(ids, label_nc).permute(0, 3, 1, 2).float()
-            else:
-                x = torch.rand(n, in_channels, h, w, generator=gen) * 2 - 1
-            return (x, torch.randn(n, module.z_dim, generator=gen)) if use_style else (x,)
-        s = m * max(1, 16 // m)  # reflection padding and SPADE's instance norm need more than 1x1 at the bottom
-        inputs = image_inputs(1, 2 * s, s)
-        names = ["label_map", "z"] if use_style else ["label_map" if label_nc else "image"]
-        out_name = "output"
-        axes = {names[0]: {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
-        if use_style:
-            axes["z"] = {0: "batch"}
-        checks = {"random": image_inputs(2, 2 * s, s), "random_other_size": image_inputs(1, s + m, 3 * s)}
-    else:
-        raise UserError(f"model {source.name!r}: task {source.config['task']['kind']!r} cannot be exported to ONNX")
-
+    family = family_of_source(source)
+    signature = registry.wrapper_row(family).wrapper.onnx_signature(module, torch.Generator().manual_seed(0))
+    if signature is None:
+        raise UserError(f"model {source.name!r}: {family} models cannot be exported to ONNX")
+    meta = {"genforge_format": FORMAT, "task": family, **signature.meta, "config": json.dumps(source.config),
+            "integer_inputs": json.dumps(list(signature.integer_inputs))}
+    inputs, names, out_name, axes, checks = (signature.inputs, signature.input_names, signature.output_name,
+                                             signature.dynamic_axes, signature.checks)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{out_path.name}-", suffix=".onnx", dir=out_path.parent)
     os.close(fd)
@@ -148,24 +96,20 @@ class OnnxRunner:
         self.name = path.stem
         self.task = meta["task"]
         self.config = json.loads(meta["config"])
-        self.channels = int(meta["channels"])
-        self.scale = int(meta.get("scale", 1))
-        self.size_multiple = int(meta.get("size_multiple", 1))
-        self.receptive_radius = int(meta.get("receptive_radius", 0)) or None  # tiling overlap
-        self.latent_dim = int(meta.get("latent_dim", 0))
-        self.num_classes = int(meta.get("num_classes", 0))
-        self.in_channels = int(meta.get("in_channels", self.channels))
-        self.out_channels = int(meta.get("out_channels", self.channels))
-        self.label_nc = int(meta.get("label_nc", 0))
-        self.use_style = bool(int(meta.get("use_style", 0)))
-        self.z_dim = int(meta.get("z_dim", 0))
+        # the module attributes the wrappers read, as onnx_signature().meta wrote them
+        for key, value in meta.items():
+            if key not in ("genforge_format", "task", "config") and value.lstrip("-").isdigit():
+                setattr(self, key, int(value))
+        if getattr(self, "receptive_radius", None) == 0:
+            self.receptive_radius = None  # unknown: the default tile overlap
+        self.integer_inputs = set(json.loads(meta.get("integer_inputs", '["labels"]')))
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         feeds = {}
         for name, arg in zip(self.input_names, args):
             arr = arg.detach().cpu().contiguous().numpy()
-            feeds[name] = arr.astype(np.int64 if name == "labels" else np.float32, copy=False)
+            feeds[name] = arr.astype(np.int64 if name in self.integer_inputs else np.float32, copy=False)
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
     # what the torch helpers (sampling.generate, Upscaler._run) ask of a module

@@ -8,28 +8,17 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import TypeAdapter, ValidationError
-from safetensors.torch import load_file, save_file
+from pydantic import ValidationError
+from safetensors.torch import save_file
 
-from genforge import checkpoint_files
+from genforge import registry
+from genforge.checkpoint_files import PRETRAINED_DIR, ModelSource, read_source  # noqa: F401  (the deploy API)
 from genforge.errors import UserError
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 FORMAT = 1
-TASK_KINDS = {"gan": "generation", "vae": "generation", "superres": "super-resolution",
-              "pix2pix": "translation", "cyclegan": "translation", "spade": "translation"}
-
-
-@dataclass
-class ModelSource:
-    name: str
-    config: dict          # the resolved run config (model, task, data, train, ...)
-    state: dict           # the export module's weights
-    card: str = ""
 
 
 def list_models() -> list[dict]:
@@ -42,43 +31,6 @@ def list_models() -> list[dict]:
             out.append({"name": folder.name, "task": meta.get("task"), "model": meta["run"]["model"]["name"],
                         "description": meta.get("description", "")})
     return out
-
-
-def _read_folder(folder: Path) -> ModelSource:
-    try:
-        meta = json.loads((folder / "config.json").read_text())
-        state = load_file(str(folder / "model.safetensors"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read model folder {folder}: {err}") from None
-    card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
-    return ModelSource(folder.name, meta["run"], state, card)
-
-
-def _read_run(run_dir: Path) -> ModelSource:
-    last = checkpoint_files.latest(run_dir)
-    if last is None:
-        raise UserError(f"run {run_dir} has no checkpoint yet")
-    ckpt = checkpoint_files.load(last)
-    if "export" not in ckpt or "config" not in ckpt:
-        raise UserError(f"{last} is not a genforge checkpoint")
-    return ModelSource(run_dir.name, ckpt["config"], ckpt["export"])
-
-
-def read_source(name_or_path: str) -> ModelSource:
-    path = Path(name_or_path)
-    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-        return _read_folder(path)
-    if (path / "checkpoints").is_dir() or (path / "config.yaml").is_file():
-        return _read_run(path)
-    if path.suffix == ".pt" and path.is_file():
-        ckpt = checkpoint_files.load(path)
-        if "export" not in ckpt:
-            raise UserError(f"{path} is not a genforge checkpoint")
-        return ModelSource(path.stem, ckpt["config"], ckpt["export"])
-    if (PRETRAINED_DIR / name_or_path / "config.json").is_file() and "/" not in name_or_path:
-        return _read_folder(PRETRAINED_DIR / name_or_path)
-    names = ", ".join(m["name"] for m in list_models()) or "none"
-    raise UserError(f"no model {name_or_path!r}: not a shipped model ({names}), a model folder or a run directory")
 
 
 def names_a_model(arg: str) -> bool:
@@ -94,13 +46,14 @@ def names_a_model(arg: str) -> bool:
 
 def build_export_module(source: ModelSource, device="cpu") -> torch.nn.Module:
     """Rebuild the network from the config alone and load its weights."""
-    from genforge.config import ModelConfig
-    from genforge.models import build_export_network
     try:
-        model_cfg = TypeAdapter(ModelConfig).validate_python(source.config["model"])
-    except (ValidationError, KeyError) as err:
-        raise UserError(f"model {source.name!r}: its config does not describe a known network ({err})") from None
-    module = build_export_network(model_cfg, source.config.get("task", {}).get("kind"))
+        model_row = registry.model_row(source.config["model"]["name"])
+        model_cfg = model_row.config.model_validate(source.config["model"])
+        task_row = registry.task_row(source.config["task"]["kind"])
+    except (ValidationError, KeyError, TypeError, UserError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise UserError(f"model {source.name!r}: its config does not describe a known network ({first})") from None
+    module = task_row.export_network(model_cfg)
     try:
         module.load_state_dict(source.state)
     except RuntimeError as err:
@@ -123,7 +76,7 @@ def export_folder(run_or_model: str, out: str | Path, *, description: str = "", 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
-        meta = {"genforge_format": FORMAT, "task": TASK_KINDS.get(source.config["task"]["kind"], "other"),
+        meta = {"genforge_format": FORMAT, "task": registry.family_of(source.config["task"]["kind"]),
                 "description": description, "run": source.config}
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in source.state.items()}

@@ -1,4 +1,5 @@
-"""HTTP service and web page: generation, super-resolution and translation over JSON and multipart.
+"""HTTP service and web page: every registered family's routes (InferenceWrapper.add_routes) over
+JSON and multipart.
 
 Models load once at start-up and are addressed by name only, so no request can make the server
 read or write a path. Every model call runs in a small thread pool (``concurrency`` workers) under
@@ -19,20 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import FastAPI, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from genforge.data.grid import to_grid, to_uint8
-from genforge.data.io import decode_image, encode_image, read_label_map
-from genforge.deploy.infer import Generation, Translator, Upscaler, load
+from genforge import registry
+from genforge.deploy.infer import load
 from genforge.errors import BadImageError, ImageTooLargeError, UserError
 
 log = logging.getLogger("genforge.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MAX_SAMPLES = 256
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small text fields around the file
 _JSON_LIMIT = 64 * 1024
 
@@ -53,16 +51,6 @@ class Limits:
     """Upscale in tiles of this many input pixels (bounded memory for large images)."""
     retry_after: int = 2
     """Seconds suggested to a client turned away with 503."""
-
-
-class GenerateRequest(BaseModel):
-    model: str = Field(description="name of a loaded generation model (see /v1/models)")
-    n: int = Field(16, ge=1, le=MAX_SAMPLES, description="number of samples in the grid")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="random seed; the same seed gives the same grid")
-    label: int | None = Field(None, description="class label, for class-conditional models only")
-    nrow: int = Field(8, ge=1, le=MAX_SAMPLES, description="images per grid row")
-
-    model_config = {"extra": "forbid"}
 
 
 class Busy(Exception):
@@ -113,13 +101,15 @@ class _BodyLimit:
 
     def __init__(self, app, limits: Limits):
         self.app = app
-        self.upload_limit = limits.max_upload_bytes + _FORM_OVERHEAD
+        upload = limits.max_upload_bytes + _FORM_OVERHEAD
+        # each family's upload routes, by how many files a request may carry
+        self.limits = {route: files * upload for row in registry.wrappers().values()
+                       for route, files in row.wrapper.upload_routes.items()}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        limit = {"/v1/upscale": self.upload_limit, "/v1/translate": 2 * self.upload_limit}.get(scope["path"],
-                                                                                            _JSON_LIMIT)
+        limit = self.limits.get(scope["path"], _JSON_LIMIT)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await _too_large(limit)(scope, receive, send)
@@ -140,20 +130,47 @@ def _too_large(limit: int) -> JSONResponse:
     return _error(413, f"request body larger than {limit} bytes")
 
 
-def _describe(name: str, wrapper) -> dict:
-    cfg = wrapper.source.config
-    info = {"name": name, "network": cfg["model"]["name"]}
-    if isinstance(wrapper, Generation):
-        info.update(task="generation", latent_dim=int(wrapper.latent_dim),
-                    num_classes=int(wrapper.num_classes or 0), image_size=int(cfg["model"].get("image_size", 0)),
-                    channels=int(cfg["model"].get("channels", 0)))
-    elif isinstance(wrapper, Translator):
-        info.update(task="translation", kind=wrapper.kind, label_nc=wrapper.label_nc, style=wrapper.use_style,
-                    directions=["a2b", "b2a"] if wrapper.kind == "cyclegan" else ["a2b"],
-                    input="label map (class ids)" if wrapper.kind == "spade" else "image")
-    else:
-        info.update(task="super-resolution", scale=wrapper.scale, channels=wrapper.channels)
-    return info
+@dataclass
+class Service:
+    """What a family's routes (InferenceWrapper.add_routes) use: the loaded models, the limits,
+    the bounded pool and the upload reader."""
+
+    models: dict
+    limits: Limits
+    pool: "Pool"
+
+    async def run(self, fn, *args):
+        """fn(*args) in the inference pool, with the service's limits turned into 503/504/4xx."""
+        try:
+            future = self.pool.submit(fn, *args)
+        except Busy:
+            raise HTTPException(503, "server busy: too many requests waiting, retry later",
+                                headers={"Retry-After": str(self.limits.retry_after)}) from None
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.limits.timeout)
+        except TimeoutError:
+            future.cancel()  # drops it if it never started; a running call finishes in its thread
+            raise HTTPException(504, f"request took longer than {self.limits.timeout:g} s") from None
+        except ImageTooLargeError as err:
+            raise HTTPException(413, str(err)) from None
+        except (BadImageError, UserError) as err:
+            raise HTTPException(400, str(err)) from None
+
+    def model_for(self, name: str, wrapper_class: type):
+        wrapper = self.models.get(name)
+        if wrapper is None:
+            raise HTTPException(404, f"no model {name!r}; loaded: {', '.join(self.models)}")
+        if not isinstance(wrapper, wrapper_class):
+            raise HTTPException(400, f"model {name!r} is a {wrapper.family} model, "
+                                     f"not a {wrapper_class.family} model")
+        return wrapper
+
+    async def read_upload(self, upload: UploadFile) -> bytes:
+        data = await upload.read(self.limits.max_upload_bytes + 1)
+        await upload.close()
+        if len(data) > self.limits.max_upload_bytes:
+            raise HTTPException(413, f"upload larger than {self.limits.max_upload_bytes} bytes")
+        return data
 
 
 def load_models(names: list[str], device: str = "cpu") -> dict:
@@ -208,38 +225,6 @@ def create_app(models: dict | list[str], limits: Limits | None = None, *, device
         log.exception("unexpected error", exc_info=exc)
         return _error(500, "internal error")
 
-    async def run(fn, *args):
-        try:
-            future = pool.submit(fn, *args)
-        except Busy:
-            raise HTTPException(503, "server busy: too many requests waiting, retry later",
-                                headers={"Retry-After": str(limits.retry_after)}) from None
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout)
-        except TimeoutError:
-            future.cancel()  # drops it if it never started; a running call finishes in its thread
-            raise HTTPException(504, f"request took longer than {limits.timeout:g} s") from None
-        except ImageTooLargeError as err:
-            raise HTTPException(413, str(err)) from None
-        except (BadImageError, UserError) as err:
-            raise HTTPException(400, str(err)) from None
-
-    def model_for(name: str, kind: type, task: str):
-        wrapper = models.get(name)
-        if wrapper is None:
-            raise HTTPException(404, f"no model {name!r}; loaded: {', '.join(models)}")
-        if not isinstance(wrapper, kind):
-            raise HTTPException(400, f"model {name!r} is a {_describe(name, wrapper)['task']} model, "
-                                     f"not a {task} model")
-        return wrapper
-
-    async def read_upload(upload: UploadFile) -> bytes:
-        data = await upload.read(limits.max_upload_bytes + 1)
-        await upload.close()
-        if len(data) > limits.max_upload_bytes:
-            raise HTTPException(413, f"upload larger than {limits.max_upload_bytes} bytes")
-        return data
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page():
         return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"),
@@ -251,67 +236,11 @@ def create_app(models: dict | list[str], limits: Limits | None = None, *, device
 
     @app.get("/v1/models", summary="loaded models with their task and parameters")
     def list_served():
-        return {"models": [_describe(name, w) for name, w in models.items()]}
+        return {"models": [{**w.describe(), "name": name} for name, w in models.items()]}
 
-    @app.post("/v1/generate", summary="a PNG grid of samples from a generation model",
-              responses={200: {"content": {"image/png": {}}, "description": "PNG grid"}},
-              response_class=Response)
-    async def generate(req: GenerateRequest):
-        gen = model_for(req.model, Generation, "generation")
-        if req.label is not None:
-            if not gen.num_classes:
-                raise HTTPException(422, f"model {req.model!r} is not class-conditional: label does not apply")
-            if not 0 <= req.label < gen.num_classes:
-                raise HTTPException(422, f"label {req.label} is out of range: model {req.model!r} has classes "
-                                         f"0..{gen.num_classes - 1}")
-
-        def work():
-            images = gen.generate(req.n, label=req.label, seed=req.seed)
-            return encode_image(to_uint8(to_grid(images, nrow=req.nrow)), ".png")
-
-        return Response(await run(work), media_type="image/png",
-                        headers={"Content-Disposition": 'inline; filename="samples.png"'})
-
-    @app.post("/v1/upscale", summary="super-resolve one image (PNG out; 16-bit in gives 16-bit out)",
-              responses={200: {"content": {"image/png": {}}, "description": "upscaled PNG"}},
-              response_class=Response)
-    async def upscale(image: UploadFile = File(description="the image (PNG, JPEG, WebP, TIFF, ...)"),
-                      model: str = Form(description="name of a loaded super-resolution model")):
-        up = model_for(model, Upscaler, "super-resolution")
-        data = await read_upload(image)
-
-        def work():
-            array = decode_image(data, max_pixels=limits.max_pixels, name="image")
-            return encode_image(up.upscale_array(array, tile=limits.tile), ".png")
-
-        return Response(await run(work), media_type="image/png",
-                        headers={"Content-Disposition": f'inline; filename="upscaled_x{up.scale}.png"'})
-
-    @app.post("/v1/translate", summary="image-to-image translation: Pix2Pix, CycleGAN, SPADE (PNG out)",
-              responses={200: {"content": {"image/png": {}}, "description": "translated PNG"}},
-              response_class=Response)
-    async def translate(image: UploadFile = File(description="the input image; SPADE: a label map of class ids "
-                                                             "(grey, palette or 16-bit PNG)"),
-                        model: str = Form(description="name of a loaded translation model"),
-                        style: UploadFile | None = File(None, description="SPADE with a style encoder: style photo"),
-                        direction: str = Form("a2b", description="CycleGAN: a2b or b2a"),
-                        seed: int | None = Form(None, description="SPADE with a style encoder: a random style")):
-        tr = model_for(model, Translator, "translation")
-        data = await read_upload(image)
-        style_data = await read_upload(style) if style is not None and style.filename else None
-
-        def work():
-            if tr.kind == "spade":
-                array = read_label_map(data, max_pixels=limits.max_pixels, name="image")
-            else:
-                array = decode_image(data, max_pixels=limits.max_pixels, name="image")
-            style_array = decode_image(style_data, max_pixels=limits.max_pixels, name="style") \
-                if style_data is not None else None
-            return encode_image(tr.translate_array(array, direction=direction, style=style_array, seed=seed), ".png")
-
-        return Response(await run(work), media_type="image/png",
-                        headers={"Content-Disposition": 'inline; filename="translated.png"'})
-
+    service = Service(models, limits, pool)
+    for row in registry.wrappers().values():
+        row.wrapper.add_routes(app, service)
     return app
 
 

@@ -6,7 +6,6 @@ the training trajectory."""
 from pathlib import Path
 
 from genforge.data.grid import save_grid, to_grid
-from genforge.models.sampling import generate
 
 
 class Callback:
@@ -55,15 +54,15 @@ class SampleGrid(Periodic):
 
 
 class GenerationMetrics(Periodic):
-    """FID/KID of the exported generator against the real training images, every `every` steps,
-    at the start of a fresh run (the baseline) and at the end."""
+    """FID/KID of task.generate() (the exported generator) against the real training images, every
+    `every` steps, at the start of a fresh run (the baseline) and at the end."""
 
     def __init__(self, evaluator, every: int, n: int, seed: int = 0):
         super().__init__(every, at_start=True)
         self.evaluator, self.n, self.seed = evaluator, n, seed
 
     def run(self, step, task, logger):
-        scores = self.evaluator(generate(task.export_module(), self.n, seed=self.seed))
+        scores = self.evaluator(task.generate(self.n, seed=self.seed))
         logger.scalars(step, scores, kind="eval")
         logger.message(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from genforge.nn import activation, apply_spectral, norm2d
+from genforge.registry import register_model
 
 Activation = Literal["relu", "leaky_relu", "elu", "tanh", "sigmoid", "prelu", "gelu", "silu"]
 Norm = Literal["batch", "instance", "spectral", "none"]
@@ -62,6 +63,7 @@ def conv_unit(cin: int, cout: int, *, kernel: int, stride: int, padding: int, no
     return nn.Sequential(apply_spectral(conv, norm), norm2d(norm, cout), activation(act))
 
 
+@register_model("dcgan", DCGANConfig, tiny={"width": 8})
 class Generator(nn.Module):
     """z (B, latent_dim) [+ labels (B,)] -> images (B, C, S, S) in [-1, 1]."""
 

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from genforge.nn import NonLocalBlock, PixelShuffleUpsample, ResidualBlock, SRActivation
+from genforge.registry import register_model
 
 
 
@@ -72,18 +73,6 @@ class ISRNetConfig(BaseModel):
         return [min(self.width * 2 ** i, self.max_width) for i in range(self.levels + 1)]
 
 
-def isrnet_x2(**overrides) -> ISRNetConfig:
-    return ISRNetConfig(scale=2, **overrides)
-
-
-def isrnet_x3(**overrides) -> ISRNetConfig:
-    return ISRNetConfig(scale=3, **overrides)
-
-
-def isrnet_x4(**overrides) -> ISRNetConfig:
-    return ISRNetConfig(scale=4, **overrides)
-
-
 def residual_stack(channels: int, n: int, cfg: ISRNetConfig) -> nn.Sequential:
     return nn.Sequential(*[ResidualBlock(channels, cfg.activation, cfg.res_scale) for _ in range(n)])
 
@@ -108,6 +97,8 @@ def conv_receptive_radius(cfg: ISRNetConfig) -> int:
     return max(math.ceil(r - 1e-9), 2)  # 2: the bicubic kernel of the global residual
 
 
+@register_model("isrnet", ISRNetConfig, tiny={"width": 8, "max_width": 8, "levels": 1, "blocks_per_level": 1,
+                                            "bottleneck_blocks": 1})
 class ISRNet(nn.Module):
     """lr (B, C, H, W) in [0, 1] -> sr (B, C, scale*H, scale*W), not clamped.
 

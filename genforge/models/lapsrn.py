@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from genforge.nn import PixelShuffleUpsample, SRActivation, activation
+from genforge.registry import register_model
 
 
 
@@ -95,6 +96,7 @@ def lapsrn_receptive_radius(cfg: LapSRNConfig) -> int:
     return math.ceil(r - 1e-9)
 
 
+@register_model("lapsrn", LapSRNConfig, tiny={"scale": 2, "width": 8, "depth": 1})
 class LapSRN(nn.Module):
     """lr (B, C, H, W) in [0, 1] -> sr (B, C, scale*H, scale*W), not clamped; any H, W."""
 

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from genforge import registry
+
 
 class GeneratorPair(nn.Module):
     def __init__(self, a2b: nn.Module, b2a: nn.Module):
@@ -16,3 +18,10 @@ class GeneratorPair(nn.Module):
 
     def direction(self, name: str) -> nn.Module:
         return {"a2b": self.a2b, "b2a": self.b2a}[name]
+
+
+def build_generator_pair(cfg) -> GeneratorPair:
+    """A -> B as configured, and B -> A with the channel counts swapped."""
+    build = registry.model_row(cfg.name).build
+    back = cfg.model_copy(update={"in_channels": cfg.out_channels, "out_channels": cfg.in_channels})
+    return GeneratorPair(build(cfg), build(back))

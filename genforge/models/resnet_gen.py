@@ -19,6 +19,7 @@ from torch import nn
 
 from genforge.nn import ActivationName, activation, norm2d
 from genforge.nn.init import init_normal_
+from genforge.registry import register_model
 
 
 class ResNetGenConfig(BaseModel):
@@ -71,6 +72,7 @@ class ResNetBlock(nn.Module):
         return x + self.body(x)
 
 
+@register_model("resnet", ResNetGenConfig, tiny={"width": 4, "n_blocks": 1, "n_down": 2})
 class ResNetGenerator(nn.Module):
     """x (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1].
 

@@ -29,6 +29,7 @@ from torch import nn
 from genforge.nn import apply_spectral
 from genforge.nn.init import init_normal_
 from genforge.nn.norms import SPADE
+from genforge.registry import register_model
 
 DONT_CARE = 255  # the label id of unlabelled pixels (Cityscapes, ADE20K convention)
 STYLE_GRID = 4  # side of the coarse map z is projected to
@@ -185,6 +186,8 @@ class SPADEGenerator(nn.Module):
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
 
 
+@register_model("spade", SPADEConfig, tiny={"width": 4, "num_up": 2, "spade_hidden": 8, "use_style": True, "z_dim": 4,
+                                          "encoder_width": 4})
 class SPADEModel(nn.Module):
     """The SPADE generator with its optional style encoder: what a translation task trains and what
     deployment receives (forward is the generator)."""

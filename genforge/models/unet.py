@@ -30,6 +30,7 @@ from torch import nn
 
 from genforge.nn import ActivationName, activation, norm2d
 from genforge.nn.init import init_normal_
+from genforge.registry import register_model
 
 
 class UNetConfig(BaseModel):
@@ -108,6 +109,7 @@ def up_block(cin: int, cout: int, norm: str, act: str, dropout: float) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+@register_model("unet", UNetConfig, tiny={"image_size": 16, "width": 4})
 class UNetGenerator(nn.Module):
     """x (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1].
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from genforge.models.dcgan import ConvNetConfig, Discriminator, Generator
+from genforge.registry import register_model
 
 
 class VAEConfig(ConvNetConfig):
@@ -46,3 +47,7 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x, labels)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         return self.decoder(z, labels), mu, logvar
+
+
+# deployment receives the decoder: a generator z [+ labels] -> images like DCGAN's
+register_model("vae", VAEConfig, tiny={"width": 8})(Generator)

@@ -10,7 +10,6 @@ import warnings
 import torch
 from torch import nn
 
-from genforge.data.augment import Augment
 from genforge.engine import distributed
 from genforge.engine.ema import EMA
 
@@ -50,9 +49,25 @@ class Task:
     def validation_step(self, batch: dict) -> dict[str, float]:
         return {}
 
-    def export_module(self) -> nn.Module:
-        """The network deployment receives (for generators: the EMA copy when there is one)."""
+    @classmethod
+    def setup(cls, cfg, dist):
+        """Read and check the data before anything is written: (batches, callbacks(run_dir) -> list,
+        class names). batches.batch(step) must be a pure function of the step (exact resume)."""
         raise NotImplementedError
+
+    def trained_network(self) -> nn.Module:
+        """The live network whose weights deployment receives (and `init:` starts)."""
+        raise NotImplementedError
+
+    def export_module(self) -> nn.Module:
+        """The network deployment receives: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else self.trained_network()
+
+    def init_from(self, state: dict) -> None:
+        """Start from the exported weights of another run or model folder (`init:`)."""
+        self.trained_network().load_state_dict(state)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state)
 
     @torch.no_grad()
     def sample_images(self, n: int) -> torch.Tensor | None:
@@ -134,24 +149,3 @@ class Task:
             from genforge.errors import UserError
             first = str(err).strip().splitlines()[0][:300]
             raise UserError(f"checkpoint does not fit this model: {first}") from None
-
-
-class GenerativeTask(Task):
-    """A task whose export module maps z [+ labels] to images (GANs, the VAE decoder)."""
-
-    def __init__(self, cfg, device: torch.device):
-        super().__init__(device)
-        self.num_classes = cfg.model.num_classes
-        self.augment = Augment(**cfg.data.augment.model_dump())
-        g = torch.Generator().manual_seed(cfg.seed + 12345)  # fixed z: grids comparable over time
-        self.grid_z = torch.randn(64, cfg.model.latent_dim, generator=g).to(device)
-
-    @torch.no_grad()
-    def sample_images(self, n: int = 64) -> torch.Tensor:
-        gen = self.export_module()
-        was_training = gen.training
-        gen.eval()
-        labels = (torch.arange(n, device=self.device) % self.num_classes,) if self.num_classes else ()
-        out = gen(self.grid_z[:n], *labels)
-        gen.train(was_training)
-        return out

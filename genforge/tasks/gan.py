@@ -5,16 +5,38 @@ One training step is one discriminator update; the generator is updated every n_
 With diff_augment the augmentation sits in front of D for real and generated images alike, so its
 gradients reach G through it (DiffAugment); without it only the reals are augmented."""
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from genforge.engine.ema import EMA
 from genforge.losses import clip_weights, d_loss, g_loss, gradient_penalty
-from genforge.models import Discriminator, Generator
+from genforge.models.dcgan import Discriminator, Generator
 from genforge.models.sampling import standing_batchnorm
-from genforge.tasks.base import GenerativeTask, make_optimizer, make_scheduler
+from genforge.registry import register_task
+from genforge.schema import Optim, Strict
+from genforge.tasks.base import make_optimizer, make_scheduler
+from genforge.tasks.generative import TINY_GENERATION, GenerativeTask
 
 
+class GANTaskConfig(Strict):
+    kind: Literal["gan"] = "gan"
+    loss: Literal["bce", "wgan", "wgan-gp", "hinge", "lsgan"] = "bce"
+    n_critic: int = Field(1, ge=1, le=20, description="Discriminator steps per generator step.")
+    clip: float = Field(0.01, gt=0.0, description="Weight clipping limit (loss: wgan).")
+    gp_weight: float = Field(10.0, ge=0.0, description="Gradient penalty lambda (loss: wgan-gp).")
+    g_optim: Optim = Optim()
+    d_optim: Optim = Optim()
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of generator weights; 0 = off.")
+    diff_augment: bool = Field(False, description="Apply data.augment to real and generated images alike on "
+                               "their way into D, differentiably (DiffAugment, Zhao et al. 2020): D sees more "
+                               "varied images while G still learns the un-augmented data. Off: reals only.")
+
+
+@register_task("gan", GANTaskConfig, models=("dcgan",), family="generation",
+               tiny={**TINY_GENERATION, "task": {"loss": "bce", "ema_decay": 0.9}})
 class GANTask(GenerativeTask):
     def __init__(self, cfg, device: torch.device):
         super().__init__(cfg, device)
@@ -63,6 +85,9 @@ class GANTask(GenerativeTask):
                 self.ema.update(G)
             metrics["loss_g"] = loss_g.detach()
         return metrics
+
+    def trained_network(self) -> nn.Module:
+        return self.networks["g"]
 
     def export_module(self) -> nn.Module:
         if self.ema is None:

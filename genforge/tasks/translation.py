@@ -1,19 +1,31 @@
 """Image-to-image translation: Pix2Pix (paired), CycleGAN (unpaired), SPADE (from semantic maps).
 
 Batches hold images in [-1, 1]: {"a", "b"} for pairs and unpaired domains, {"label", "b"} for
-semantic maps (int64 class ids, 255 = don't care). The three tasks share validation against a
-known target and the preview rows (input | output | target)."""
+semantic maps (int64 class ids, 255 = don't care). The three tasks share the data setup, validation
+against a known target and the preview rows (input | output | target); CycleGAN and SPADE are in
+their own files."""
+
+from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from genforge import registry
 from genforge.data.grid import LABEL_PALETTE
-from genforge.losses import (gaussian_kl, multiscale_d_loss, multiscale_feature_matching,
-                             multiscale_g_loss)
-from genforge.models import build_generator_pair, build_translation_network
-from genforge.models.patchgan import MultiScaleDiscriminator
-from genforge.models.spade import one_hot_labels
+from genforge.data.translation import TranslationPatches, holdout_pairs, read_translation
+from genforge.engine.callbacks import Previews, Validation
+from genforge.errors import ConfigError, UserError
+from genforge.losses import multiscale_d_loss, multiscale_g_loss
+from genforge.models.patchgan import MultiScaleDiscriminator, PatchGANConfig
+from genforge.schema import Optim, Strict
 from genforge.tasks.base import Task, make_optimizer, make_scheduler
+
+# the seconds-long trainings the shared tests run (16-32 px crops of the bundled sets, tiny D)
+TINY_TRANSLATION = {"task": {"patch_size": 16, "val_images": 1, "val_size": 32,
+                             "discriminator": {"width": 8, "n_layers": 2}},
+                    "train": {"batch_size": 2}}
 
 _PALETTE = torch.from_numpy(LABEL_PALETTE).float() / 127.5 - 1
 
@@ -33,44 +45,40 @@ def psnr_01(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(255.0 ** 2 / mse)).mean()
 
 
-class ImagePool:
-    """Shrivastava et al.'s history of generated images (CycleGAN, pool of 50): D sees, for each
-    new fake, with probability 1/2 an older one in its place, which damps oscillation. The stored
-    images are part of the checkpoint so a resumed run continues exactly."""
 
-    def __init__(self, size: int):
-        self.size = size
-        self.images: torch.Tensor | None = None
+class TranslationTaskConfig(Strict):
+    """Training crops for image translation (shared by pix2pix, cyclegan and spade)."""
 
-    def query(self, fakes: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return fakes
-        out = []
-        for img in fakes.detach():
-            img = img[None]
-            n = 0 if self.images is None else len(self.images)
-            if n < self.size:
-                self.images = img.clone() if self.images is None else torch.cat([self.images, img])
-                out.append(img)
-            elif torch.rand(()) < 0.5:
-                i = int(torch.randint(0, n, ()))
-                out.append(self.images[i:i + 1].clone())
-                self.images[i] = img[0]
-            else:
-                out.append(img)
-        return torch.cat(out)
+    patch_size: int = Field(256, ge=16, le=2048, description="Training crop side; a multiple of the "
+                                                             "generator's size multiple.")
+    scale_jitter: list[float] = Field([1.0], description="Images are also used downscaled by these factors.")
+    flips: bool = Field(True, description="Random horizontal flips (the same on both sides of a pair).")
+    val_images: int = Field(3, ge=0, description="Holdout images for validation L1/PSNR and preview grids.")
+    val_size: int = Field(256, ge=16, description="Side of the holdout centre crops.")
+    input_noise: float = Field(0.0, ge=0.0, le=0.5, description=(
+        "Gaussian noise (sigma, in [-1, 1] units) added to generator inputs in training. Synthetic flat "
+        "images (posters) give feature maps of near-zero variance that instance norms amplify into "
+        "overflowing gradients; a little noise keeps every channel alive."))
+    grad_clip: float = Field(100.0, ge=0.0, description=(
+        "Clip each optimizer's gradient norm to this (0 = off). Typical norms are 5-50; a near-flat crop "
+        "through a chain of instance norms can give 1e28, which would overflow Adam's state."))
 
-    def state_dict(self) -> dict:
-        return {"images": self.images}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.images = state["images"]
+class Pix2PixTaskConfig(TranslationTaskConfig):
+    kind: Literal["pix2pix"] = "pix2pix"
+    gan_loss: Literal["bce", "lsgan", "hinge", "none"] = Field(
+        "bce", description="Adversarial loss; none trains with L1 alone (for comparison).")
+    l1_weight: float = Field(100.0, ge=0.0, description="Weight of L1 to the target (pix2pix: 100).")
+    discriminator: PatchGANConfig = PatchGANConfig(norm="batch")
+    g_optim: Optim = Optim(schedule="linear", decay_start=0.5)
+    d_optim: Optim = Optim(schedule="linear", decay_start=0.5)
 
 
 class TranslationTask(Task):
     """Shared parts: the generator that validation and deployment use, preview rows, validation."""
 
     input_key = "a"
+    data_kinds: tuple[str, ...] = ("paired",)  # the translation data (genforge/data) it trains on
 
     def __init__(self, cfg, device: torch.device):
         super().__init__(device)
@@ -83,6 +91,50 @@ class TranslationTask(Task):
         if d_params is not None:
             self.optimizers["d"] = make_optimizer(t.d_optim, d_params)
             self.schedulers["d"] = make_scheduler(self.optimizers["d"], t.d_optim, cfg.train.steps)
+
+    @classmethod
+    def check_data(cls, cfg, data) -> None:
+        """The model's channels must be the data's."""
+        m = cfg.model
+        for key, value, side in (("in_channels", data.a_channels, "A"), ("out_channels", data.b_channels, "B")):
+            if getattr(m, key) != value:
+                raise ConfigError(f"config error: model.{key}: is {getattr(m, key)} but dataset "
+                                  f"{cfg.data.dataset!r} has {value}-channel {side} images")
+
+    @classmethod
+    def setup(cls, cfg, dist):
+        """Random crops of pairs / unpaired domains / label maps, and validation on holdout crops."""
+        t, m = cfg.task, cfg.model
+        label_nc = getattr(m, "label_nc", None)
+        data = read_translation(cfg.data.dataset, cfg.data.split, label_nc=label_nc)
+        if data.kind not in cls.data_kinds:
+            raise ConfigError(f"config error: data.dataset: {cfg.data.dataset!r} is {data.kind} data; "
+                              f"task.kind {t.kind} needs {' or '.join(cls.data_kinds)} data")
+        cls.check_data(cfg, data)
+        multiple = registry.task_row(t.kind).export_network(m).size_multiple
+        if t.patch_size % multiple:
+            raise ConfigError(f"config error: task.patch_size: {t.patch_size} is not a multiple of the "
+                              f"generator's size multiple {multiple}")
+        batches = TranslationPatches(data, patch_size=t.patch_size, batch_size=cfg.train.batch_size,
+                                     seed=cfg.seed, flips=t.flips, scale_jitter=tuple(t.scale_jitter),
+                                     device=dist.device, rank=dist.rank)
+        val = []
+        if t.val_images and dist.is_main and cfg.data.split == "train":
+            try:
+                holdout = read_translation(cfg.data.dataset, "holdout", label_nc=label_nc)
+            except UserError:  # a user folder without a test split: no validation
+                holdout = None
+            if holdout is not None:
+                val = [{k: v.to(dist.device) for k, v in b.items()}
+                       for b in holdout_pairs(holdout, size=t.val_size, count=t.val_images, multiple=multiple)]
+
+        def callbacks(out: Path):
+            if not val:
+                return []
+            same = [b for b in val if all(b[k].shape == val[0][k].shape for k in b)]
+            return [Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every),
+                    Previews(same, cfg.train.sample_every, out)]
+        return batches, callbacks, []
 
     def generator_input(self, batch: dict) -> torch.Tensor:
         return batch["a"]
@@ -108,6 +160,9 @@ class TranslationTask(Task):
         return {"l1": float((fake - batch["b"]).abs().mean() / 2),  # in [0, 1] units
                 "psnr": float(psnr_01(fake, batch["b"]))}
 
+    def trained_network(self) -> nn.Module:
+        return self.networks["g"]
+
     @torch.no_grad()
     def preview(self, batch: dict) -> torch.Tensor:
         """input | output [| target] for one holdout batch, as 3-channel images in [-1, 1]."""
@@ -118,13 +173,16 @@ class TranslationTask(Task):
         return torch.stack(rows, 1).flatten(0, 1)
 
 
+@registry.register_task("pix2pix", Pix2PixTaskConfig, models=("unet", "resnet"), family="translation",
+                        tiny={**TINY_TRANSLATION, "data": {"dataset": "edges2photos"},
+                              "model": {"in_channels": 1, "out_channels": 3}})
 class Pix2PixTask(TranslationTask):
     """Isola et al. 2017: conditional GAN on (A, B) pairs with a PatchGAN on the concatenated pair,
     plus L1 to the target (weight 100). gan_loss none is the L1-only baseline."""
 
     def __init__(self, cfg, device):
         super().__init__(cfg, device)
-        G = build_translation_network(cfg.model).to(device)
+        G = registry.model_row(cfg.model.name).build(cfg.model).to(device)
         self.networks = {"g": G}
         D = None
         if self.cfg.gan_loss != "none":
@@ -153,123 +211,3 @@ class Pix2PixTask(TranslationTask):
         self.optimize("g", loss_g, self.cfg.grad_clip)
         metrics.update(loss_l1=loss_l1.detach(), loss_g=loss_g.detach())
         return metrics
-
-    def export_module(self) -> nn.Module:
-        return self.networks["g"]
-
-
-class CycleGANTask(TranslationTask):
-    """Zhu et al. 2017: G: A -> B and F: B -> A with one discriminator per domain (LSGAN),
-    cycle consistency (weight 10), identity loss (0.5 x cycle weight) and image pools of 50."""
-
-    def __init__(self, cfg, device):
-        super().__init__(cfg, device)
-        pair = build_generator_pair(cfg.model).to(device)
-        self.pair = pair
-        d_cfg = self.cfg.discriminator
-        self.networks = {"g_ab": pair.a2b, "g_ba": pair.b2a,
-                         "d_a": MultiScaleDiscriminator(pair.in_channels, d_cfg).to(device),
-                         "d_b": MultiScaleDiscriminator(pair.out_channels, d_cfg).to(device)}
-        self.identity = self.cfg.identity_weight > 0 and pair.in_channels == pair.out_channels
-        g_params = [*pair.a2b.parameters(), *pair.b2a.parameters()]
-        d_params = [*self.networks["d_a"].parameters(), *self.networks["d_b"].parameters()]
-        self._optimizers(cfg, g_params, d_params)
-        self.pools = {"a": ImagePool(self.cfg.pool_size), "b": ImagePool(self.cfg.pool_size)}
-
-    def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
-        G, F = self.networks["g_ab"], self.networks["g_ba"]
-        D_a, D_b = self.networks["d_a"], self.networks["d_b"]
-        real_a, real_b = batch["a"], batch["b"]
-        kind, t = self.cfg.gan_loss, self.cfg
-
-        fake_b, fake_a = G(self.noisy(real_a)), F(self.noisy(real_b))
-        for D in (D_a, D_b):
-            D.requires_grad_(False)
-        loss_gan = multiscale_g_loss(kind, D_b(fake_b)) + multiscale_g_loss(kind, D_a(fake_a))
-        for D in (D_a, D_b):
-            D.requires_grad_(True)
-        loss_cycle = (F(fake_b) - real_a).abs().mean() + (G(fake_a) - real_b).abs().mean()
-        loss_g = loss_gan + t.cycle_weight * loss_cycle
-        metrics = {"loss_gan": loss_gan.detach(), "loss_cycle": loss_cycle.detach()}
-        if self.identity:
-            loss_idt = (G(self.noisy(real_b)) - real_b).abs().mean() + (F(self.noisy(real_a)) - real_a).abs().mean()
-            loss_g = loss_g + t.cycle_weight * t.identity_weight * loss_idt
-            metrics["loss_idt"] = loss_idt.detach()
-        self.optimize("g", loss_g, self.cfg.grad_clip)
-
-        pooled_b, pooled_a = self.pools["b"].query(fake_b), self.pools["a"].query(fake_a)
-        loss_d = 0.5 * (multiscale_d_loss(kind, D_b(real_b), D_b(pooled_b))
-                        + multiscale_d_loss(kind, D_a(real_a), D_a(pooled_a)))
-        self.optimize("d", loss_d, self.cfg.grad_clip)
-        metrics.update(loss_g=loss_g.detach(), loss_d=loss_d.detach())
-        return metrics
-
-    def export_module(self) -> nn.Module:
-        return self.pair
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "pools": {k: p.state_dict() for k, p in self.pools.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        for k, p in self.pools.items():
-            p.load_state_dict(state.get("pools", {}).get(k, {"images": None}))
-
-
-class SPADETask(TranslationTask):
-    """Park et al. 2019: a generator whose normalisation is modulated by the label map, multi-scale
-    PatchGAN discriminators on (map, image), hinge loss, feature matching, two time-scale learning
-    rates, and optionally a style encoder trained as a VAE (KL to N(0, 1)) for multi-modal output."""
-
-    input_key = "label"
-
-    def __init__(self, cfg, device):
-        super().__init__(cfg, device)
-        G = build_translation_network(cfg.model).to(device)
-        self.label_nc = cfg.model.label_nc
-        D = MultiScaleDiscriminator(self.label_nc + G.out_channels, self.cfg.discriminator).to(device)
-        self.networks = {"g": G, "d": D}
-        self._optimizers(cfg, G.parameters(), D.parameters())
-
-    def generator_input(self, batch: dict) -> torch.Tensor:
-        return one_hot_labels(batch["label"], self.label_nc)
-
-    def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
-        G, D = self.networks["g"], self.networks["d"]
-        label_map, real = self.generator_input(batch), batch["b"]
-        t, metrics = self.cfg, {}
-        z, loss_kl = None, None
-        if G.use_style:
-            mu, logvar = G.encode(real)
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-            loss_kl = gaussian_kl(mu, logvar)
-        fake = G(label_map, z)
-
-        loss_d = multiscale_d_loss(t.gan_loss, D(torch.cat([label_map, real], 1)),
-                                   D(torch.cat([label_map, fake.detach()], 1)))
-        self.optimize("d", loss_d, self.cfg.grad_clip)
-
-        D.requires_grad_(False)
-        fake_out = D(torch.cat([label_map, fake], 1))
-        loss_gan = multiscale_g_loss(t.gan_loss, fake_out)
-        loss_g = loss_gan
-        if t.feature_matching_weight > 0:
-            with torch.no_grad():
-                real_out = D(torch.cat([label_map, real], 1))
-            loss_fm = multiscale_feature_matching(fake_out, real_out)
-            loss_g = loss_g + t.feature_matching_weight * loss_fm
-            metrics["loss_fm"] = loss_fm.detach()
-        D.requires_grad_(True)
-        if loss_kl is not None:
-            loss_g = loss_g + t.kl_weight * loss_kl
-            metrics["loss_kl"] = loss_kl.detach()
-        if t.l1_weight > 0:
-            loss_l1 = (fake - real).abs().mean()
-            loss_g = loss_g + t.l1_weight * loss_l1
-            metrics["loss_l1"] = loss_l1.detach()
-        self.optimize("g", loss_g, self.cfg.grad_clip)
-        metrics.update(loss_d=loss_d.detach(), loss_gan=loss_gan.detach(), loss_g=loss_g.detach())
-        return metrics
-
-    def export_module(self) -> nn.Module:
-        return self.networks["g"]

@@ -1,14 +1,29 @@
 """Variational autoencoder trained on the ELBO: reconstruction + beta * KL (beta-VAE when beta != 1)."""
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from genforge.engine.ema import EMA
 from genforge.losses import gaussian_kl, reconstruction
-from genforge.models import VAE
-from genforge.tasks.base import GenerativeTask, make_optimizer, make_scheduler
+from genforge.models.vae import VAE
+from genforge.registry import register_task
+from genforge.schema import Optim, Strict
+from genforge.tasks.base import make_optimizer, make_scheduler
+from genforge.tasks.generative import TINY_GENERATION, GenerativeTask
 
 
+class VAETaskConfig(Strict):
+    kind: Literal["vae"] = "vae"
+    beta: float = Field(1.0, ge=0.0, description="Weight of the KL term (beta-VAE).")
+    reconstruction: Literal["bce", "mse", "l1"] = "bce"
+    optim: Optim = Optim(learning_rate=1e-3, betas=(0.9, 0.999))
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+@register_task("vae", VAETaskConfig, models=("vae",), family="generation", tiny=TINY_GENERATION)
 class VAETask(GenerativeTask):
     def __init__(self, cfg, device: torch.device):
         super().__init__(cfg, device)
@@ -37,5 +52,5 @@ class VAETask(GenerativeTask):
         rec, kl = self._elbo_terms(batch, batch["image"])
         return {"neg_elbo": float(rec + kl), "reconstruction": float(rec), "kl": float(kl)}
 
-    def export_module(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.networks["vae"].decoder
+    def trained_network(self) -> nn.Module:
+        return self.networks["vae"].decoder

@@ -1,0 +1,167 @@
+"""The generation family's inference wrapper: a generator z [+ label] -> images in [-1, 1], its ONNX
+signature, its service endpoint (POST /v1/generate) and `genforge eval` (FID/KID against the
+training data, class coverage and label accuracy with the shipped digits classifier)."""
+
+import torch
+from fastapi import HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from genforge.data import load_dataset
+from genforge.data.grid import save_grid, to_grid, to_uint8
+from genforge.data.io import encode_image
+from genforge.deploy.infer import InferenceWrapper, OnnxSignature
+from genforge.errors import UserError
+from genforge.models.sampling import generate, interpolation_latents
+from genforge.registry import register_wrapper
+
+MAX_SAMPLES = 256  # per service request
+
+
+class GenerateRequest(BaseModel):
+    model: str = Field(description="name of a loaded generation model (see /v1/models)")
+    n: int = Field(16, ge=1, le=MAX_SAMPLES, description="number of samples in the grid")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="random seed; the same seed gives the same grid")
+    label: int | None = Field(None, description="class label, for class-conditional models only")
+    nrow: int = Field(8, ge=1, le=MAX_SAMPLES, description="images per grid row")
+
+    model_config = {"extra": "forbid"}
+
+
+@register_wrapper("generation")
+class Generation(InferenceWrapper):
+    """A generator that maps z [+ label] to images in [-1, 1]."""
+
+    noun = "generator"
+    hint = " (use genforge upscale for super-resolution)"
+    metrics = ("fid", "kid", "coverage", "accuracy")
+
+    def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
+        super().__init__(name_or_path, device, opened=opened)
+        self.num_classes = int(self.module.num_classes or 0)
+        self.latent_dim = int(self.module.latent_dim)
+
+    def describe(self) -> dict:
+        model = self.source.config["model"]
+        return {**super().describe(), "latent_dim": self.latent_dim, "num_classes": self.num_classes,
+                "image_size": int(model.get("image_size", 0)), "channels": int(model.get("channels", 0))}
+
+    def check_label(self, label: int | None) -> None:
+        if label is None:
+            return
+        if not self.num_classes:
+            raise UserError(f"model {self.source.name!r} is not class-conditional: --label does not apply")
+        if not 0 <= label < self.num_classes:
+            raise UserError(f"--label {label} is out of range: model {self.source.name!r} has classes "
+                            f"0..{self.num_classes - 1}")
+
+    def _labels(self, label: int | None, n: int) -> torch.Tensor | None:
+        self.check_label(label)
+        return None if label is None else torch.full((n,), label, dtype=torch.long)
+
+    def generate(self, n: int, *, label: int | None = None, seed: int = 0) -> torch.Tensor:
+        return generate(self.module, n, labels=self._labels(label, n), seed=seed).cpu()
+
+    def interpolate(self, rows: int, steps: int, *, label: int | None = None, seed: int = 0) -> torch.Tensor:
+        z = interpolation_latents(self.latent_dim, rows, steps, seed=seed)
+        labels = self._labels(label, len(z))
+        if labels is None and self.num_classes:  # one class per row, so the walk stays within it
+            labels = (torch.arange(rows) % self.num_classes).repeat_interleave(steps)
+        return generate(self.module, len(z), labels=labels, seed=seed, z=z).cpu()
+
+    def save(self, images: torch.Tensor, path, nrow: int = 8):
+        return save_grid(images, path, nrow=nrow)
+
+    @classmethod
+    def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
+        num_classes = int(module.num_classes or 0)
+
+        def inputs(n):
+            z = torch.randn(n, module.latent_dim, generator=gen)
+            return (z, torch.randint(0, num_classes, (n,), generator=gen)) if num_classes else (z,)
+        names = ["z", "labels"] if num_classes else ["z"]
+        return OnnxSignature(  # generators: the batch is the dynamic axis
+            inputs=inputs(2), input_names=names, output_name="images",
+            dynamic_axes={n: {0: "batch"} for n in [*names, "images"]},
+            checks={"random": inputs(3), "random_other_batch": inputs(7)},
+            meta={"channels": int(module.channels), "latent_dim": int(module.latent_dim),
+                  "num_classes": num_classes, "image_size": int(module.image_size)},
+            integer_inputs=("labels",))
+
+    @classmethod
+    def add_routes(cls, app, service) -> None:
+        @app.post("/v1/generate", summary="a PNG grid of samples from a generation model",
+                  responses={200: {"content": {"image/png": {}}, "description": "PNG grid"}},
+                  response_class=Response)
+        async def generate_grid(req: GenerateRequest):
+            gen = service.model_for(req.model, cls)
+            try:
+                gen.check_label(req.label)
+            except UserError as err:
+                raise HTTPException(422, str(err).replace("--label", "label")) from None
+
+            def work():
+                images = gen.generate(req.n, label=req.label, seed=req.seed)
+                return encode_image(to_uint8(to_grid(images, nrow=req.nrow)), ".png")
+
+            return Response(await service.run(work), media_type="image/png",
+                            headers={"Content-Disposition": 'inline; filename="samples.png"'})
+
+    def evaluate(self, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0,
+                 **_) -> dict:
+        cfg = self.source.config
+        result: dict = {"n": n, "seed": seed}
+        if "fid" in metrics or "kid" in metrics:
+            from genforge.metrics.fid import feature_network, fid_kid
+            spec = ("digits" if cfg["data"]["dataset"] == "digits" else None) if features == "auto" else features
+            if spec is None:
+                raise UserError("no feature network for this dataset: pass --features torchscript:PATH "
+                                "or inception:WEIGHTS")
+            real = _real_images(cfg)
+            net = feature_network(spec, "cpu")
+            scores = fid_kid(real, self.generate(n, seed=seed), net)
+            perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+            half = len(real) // 2
+            reference = fid_kid(real[perm[:half]], real[perm[half:2 * half]], net)
+            result["features"] = spec
+            for m in ("fid", "kid"):
+                if m in metrics:
+                    result[m] = scores[m]
+                    result[f"{m}_real_halves"] = reference[m]
+            if "kid" in metrics:
+                result["kid_std"] = scores["kid_std"]
+        classifier = _classifier(cfg) if {"coverage", "accuracy"} & set(metrics) else None
+        if "coverage" in metrics:
+            pred = _predict(classifier, self.generate(n, seed=seed + 1))
+            frac = torch.bincount(pred, minlength=10).float() / len(pred)
+            result["coverage"] = {str(c): round(float(f), 4) for c, f in enumerate(frac)}
+            result["coverage_min"] = float(frac.min())
+        if "accuracy" in metrics:
+            if not self.num_classes:
+                raise UserError("accuracy needs a class-conditional model")
+            per_label = {}
+            for label in range(self.num_classes):
+                images = self.generate(max(1, n // self.num_classes), label=label, seed=seed + 2 + label)
+                per_label[str(label)] = float((_predict(classifier, images) == label).float().mean())
+            result["accuracy"] = sum(per_label.values()) / self.num_classes
+            result["accuracy_per_label"] = per_label
+        return result
+
+
+def _real_images(cfg: dict) -> torch.Tensor:
+    model, data = cfg["model"], cfg["data"]
+    images = load_dataset(data["dataset"], image_size=model["image_size"], channels=model["channels"],
+                          split=data.get("split", "train")).images
+    return images.float().div(127.5).sub(1.0)
+
+
+def _classifier(cfg: dict):
+    if cfg["data"]["dataset"] != "digits":
+        raise UserError("coverage and accuracy need the digits classifier: only for models trained on digits")
+    from genforge.metrics.digits_net import load_digits_net
+    return load_digits_net()
+
+
+@torch.inference_mode()
+def _predict(net, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([net(images[i:i + 512]).argmax(1) for i in range(0, len(images), 512)])

@@ -1,0 +1,248 @@
+"""The translation family's inference wrapper (Pix2Pix, CycleGAN, SPADE), its ONNX signature, its
+service endpoint (POST /v1/translate) and `genforge eval` on the holdout images against their
+ground truth."""
+
+import numpy as np
+import torch
+from fastapi import File, Form, UploadFile
+from fastapi.responses import Response
+
+from genforge.data.color import match_channels
+from genforge.data.translation import read_translation
+from genforge.data.io import decode_image, encode_image, read_image, read_label_map
+from genforge.deploy.infer import (InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
+                                   split_image, to_pil, to_tensor, with_alpha)
+from genforge.errors import UserError
+from genforge.models.spade import one_hot_labels
+from genforge.registry import register_wrapper
+
+PAIRED_METRICS = ("l1", "psnr", "ssim")
+
+
+@register_wrapper("translation")
+class Translator(InferenceWrapper):
+    """An image-to-image network with everything around it: grey/RGB/RGBA inputs (alpha passed
+    through), 8- and 16-bit inputs (16-bit in gives 16-bit out), padding to the network's size
+    multiple and cropping back, CycleGAN's direction, SPADE's label maps (class ids, 255 = don't
+    care) and its optional style image or random style."""
+
+    noun = "image translation model"
+    metrics = (*PAIRED_METRICS, "fid", "kid")
+    upload_routes = {"/v1/translate": 2}  # the image and a style photo
+
+    def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
+        super().__init__(name_or_path, device, opened=opened)
+        self.kind = self.source.config["task"]["kind"]
+        self.multiple = int(self.module.size_multiple)
+        self.out_channels = int(self.module.out_channels)
+        self.label_nc = int(getattr(self.module, "label_nc", 0) or 0)
+        self.use_style = bool(getattr(self.module, "use_style", False))
+        self.two_way = hasattr(self.module, "direction") or self.kind == "cyclegan"
+
+    def describe(self) -> dict:
+        return {**super().describe(), "kind": self.kind, "label_nc": self.label_nc, "style": self.use_style,
+                "directions": ["a2b", "b2a"] if self.two_way else ["a2b"],
+                "input": "label map (class ids)" if self.label_nc else "image"}
+
+    def read(self, source, **kwargs) -> np.ndarray:
+        """The input file (or upload bytes) as the network takes it: a label map or an image."""
+        if self.label_nc:
+            return read_label_map(source, **kwargs)
+        if isinstance(source, bytes):
+            return decode_image(source, **kwargs)
+        return read_image(source, **{k: v for k, v in kwargs.items() if k != "name"})
+
+    def network(self, direction: str):
+        if direction not in ("a2b", "b2a"):
+            raise UserError(f"--direction {direction!r}: choose a2b or b2a")
+        if direction == "a2b":
+            return self.module
+        if not self.two_way:
+            raise UserError(f"model {self.source.name!r} ({self.kind}) translates one way only: --direction b2a "
+                            "needs a CycleGAN model")
+        if not hasattr(self.module, "direction"):
+            raise UserError("this ONNX file holds the A -> B generator only: export the model folder instead "
+                            "for --direction b2a")
+        return self.module.direction("b2a")
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = self.multiple
+        # SPADE's instance norm needs more than a 1x1 bottom grid
+        small = self.label_nc and max(h + (-h) % m, w + (-w) % m) < 2 * m
+        return pad_to_multiple(x, m, extra_width=m if small else 0)
+
+    def label_map(self, ids: np.ndarray) -> torch.Tensor:
+        """H x W (or H x W x 1) class ids -> 1 x label_nc x H x W one-hot; 255 is 'don't care'."""
+        if ids.ndim == 3:
+            if ids.shape[2] != 1:
+                raise UserError("a label map must be one channel of class ids (an L, P or 16-bit PNG), "
+                                f"not a {ids.shape[2]}-channel image")
+            ids = ids[:, :, 0]
+        ids = ids.astype(np.int64)
+        bad = np.unique(ids[(ids >= self.label_nc) & (ids != 255)])
+        if bad.size:
+            raise UserError(f"class id {int(bad[0])} is out of range: model {self.source.name!r} has "
+                            f"label_nc {self.label_nc} (ids 0..{self.label_nc - 1}, 255 = don't care)")
+        return one_hot_labels(torch.from_numpy(ids)[None], self.label_nc)
+
+    @torch.inference_mode()
+    def style_code(self, style: np.ndarray | None, seed: int | None) -> torch.Tensor | None:
+        """z for SPADE: the style image's encoding, a random draw for a seed, else None (the mean)."""
+        if style is None and seed is None:
+            return None
+        if not self.use_style:
+            raise UserError(f"model {self.source.name!r} has no style encoder: --style/--seed do not apply")
+        if style is not None:
+            if min(style.shape[:2]) < 32:
+                raise UserError(f"--style image is {style.shape[1]}x{style.shape[0]}: the style encoder needs "
+                                "at least 32x32 pixels")
+            colour, _, peak = split_image(style)
+            x = to_tensor(colour, peak) * 2 - 1
+            mu, _ = self.module.encode(match_channels(x, 3)[None].to(self.device))
+            return mu
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(1, self.module.z_dim, generator=g).to(self.device)
+
+    @torch.inference_mode()
+    def translate_array(self, image: np.ndarray, *, direction: str = "a2b", style: np.ndarray | None = None,
+                        seed: int | None = None) -> np.ndarray:
+        """An image (or for SPADE a label map of class ids) -> H x W x C output of the same size, at
+        the input's bit depth (label maps: 8 bits), with the input's alpha passed through."""
+        h, w = image.shape[:2]
+        alpha, peak = None, 255
+        if self.label_nc:
+            z = self.style_code(style, seed)
+            if z is None and self.use_style:  # the prior's mean: what the torch module does for z=None
+                z = torch.zeros(1, int(self.module.z_dim), device=self.device)
+            x = self._pad(self.label_map(image)).to(self.device)
+            y = self.module(x, z) if z is not None else self.module(x)
+        else:
+            net = self.network(direction)
+            colour, alpha, peak = split_image(image)
+            x = match_channels(to_tensor(colour, peak) * 2 - 1, int(net.in_channels))[None]
+            y = net(self._pad(x).to(self.device))
+        return with_alpha(quantise(y[0, :, :h, :w], peak, signed=True), alpha)
+
+    def translate(self, image, **kwargs):
+        """A path, PIL image or array in; a PIL image out (for the Python one-liner)."""
+        return to_pil(self.translate_array(read_input(image, self.read), **kwargs))
+
+    @classmethod
+    def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
+        # CycleGAN exports its A -> B generator; SPADE takes the one-hot label map (and z with a style encoder)
+        m = int(module.size_multiple)
+        label_nc = int(getattr(module, "label_nc", 0) or 0)
+        use_style = bool(getattr(module, "use_style", False))
+        in_channels = label_nc or int(module.in_channels)
+
+        def inputs(n, h, w):
+            if label_nc:
+                ids = torch.randint(0, label_nc, (n, h, w), generator=gen)
+                x = torch.nn.functional.one_hot(ids, label_nc).permute(0, 3, 1, 2).float()
+            else:
+                x = torch.rand(n, in_channels, h, w, generator=gen) * 2 - 1
+            return (x, torch.randn(n, module.z_dim, generator=gen)) if use_style else (x,)
+        s = m * max(1, 16 // m)  # reflection padding and SPADE's instance norm need more than 1x1 at the bottom
+        names = ["label_map", "z"] if use_style else ["label_map" if label_nc else "image"]
+        axes = {names[0]: {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
+        if use_style:
+            axes["z"] = {0: "batch"}
+        return OnnxSignature(
+            inputs=inputs(1, 2 * s, s), input_names=names, output_name="output", dynamic_axes=axes,
+            checks={"random": inputs(2, 2 * s, s), "random_other_size": inputs(1, s + m, 3 * s)},
+            meta={"channels": int(module.out_channels), "size_multiple": m, "in_channels": in_channels,
+                  "out_channels": int(module.out_channels), "label_nc": label_nc, "use_style": int(use_style),
+                  "z_dim": int(getattr(module, "z_dim", 0) or 0)})
+
+    @classmethod
+    def add_routes(cls, app, service) -> None:
+        @app.post("/v1/translate", summary="image-to-image translation: Pix2Pix, CycleGAN, SPADE (PNG out)",
+                  responses={200: {"content": {"image/png": {}}, "description": "translated PNG"}},
+                  response_class=Response)
+        async def translate(image: UploadFile = File(description="the input image; SPADE: a label map of class "
+                                                                 "ids (grey, palette or 16-bit PNG)"),
+                            model: str = Form(description="name of a loaded translation model"),
+                            style: UploadFile | None = File(None, description="SPADE with a style encoder: "
+                                                                              "style photo"),
+                            direction: str = Form("a2b", description="CycleGAN: a2b or b2a"),
+                            seed: int | None = Form(None, description="SPADE with a style encoder: a random style")):
+            tr = service.model_for(model, cls)
+            data = await service.read_upload(image)
+            style_data = await service.read_upload(style) if style is not None and style.filename else None
+            limit = service.limits.max_pixels
+
+            def work():
+                array = tr.read(data, max_pixels=limit, name="image")
+                style_array = decode_image(style_data, max_pixels=limit, name="style") \
+                    if style_data is not None else None
+                out = tr.translate_array(array, direction=direction, style=style_array, seed=seed)
+                return encode_image(out, ".png")
+
+            return Response(await service.run(work), media_type="image/png",
+                            headers={"Content-Disposition": 'inline; filename="translated.png"'})
+
+    def evaluate(self, metrics: list[str], *, features: str = "auto", seed: int = 0, split: str = "holdout",
+                 **_) -> dict:
+        """Translate every image of the model's dataset split (holdout by default) whole and compare
+        with its ground truth: the paired target, or for the unpaired bundled pair the known true
+        mapping. L1 is the mean absolute error in [0, 1] units; PSNR/SSIM are on RGB (8-bit)."""
+        from genforge.metrics.psnr_ssim import psnr, ssim
+        cfg = self.source.config
+        data = read_translation(cfg["data"]["dataset"], split, label_nc=cfg["model"].get("label_nc"))
+        targets = data.truth if data.kind == "unpaired" else data.b
+        if targets is None:
+            raise UserError(f"dataset {cfg['data']['dataset']!r} has no ground truth for its {split} split "
+                            "(unpaired data without a known mapping)")
+        outputs, per_image, unchanged = [], {}, []
+        for name, a, target in zip(data.names_a, data.a, targets):
+            if a.shape == target.shape:  # the input itself as the answer: the bar a model must clear
+                unchanged.append((psnr(a, target), float(np.abs(a.astype(np.float64) - target).mean() / 255)))
+            out = self.translate_array(a)
+            if out.shape[2] != target.shape[2]:  # a grey model output scored against RGB, or the reverse
+                out, target = _rgb(out), _rgb(target)
+            outputs.append((out, target))
+            row = {}
+            if "l1" in metrics:
+                row["l1"] = float(np.abs(out.astype(np.float64) - target.astype(np.float64)).mean() / 255)
+            if "psnr" in metrics:
+                row["psnr"] = psnr(out, target)
+            if "ssim" in metrics:
+                row["ssim"] = ssim(out, target)
+            per_image[name] = row
+        result: dict = {"dataset": cfg["data"]["dataset"], "split": split, "images": len(outputs)}
+        for m in PAIRED_METRICS:
+            if m in metrics:
+                result[m] = float(np.mean([r[m] for r in per_image.values()]))
+        if unchanged and len(unchanged) == len(outputs):
+            result["input_unchanged_psnr"] = float(np.mean([u[0] for u in unchanged]))
+            result["input_unchanged_l1"] = float(np.mean([u[1] for u in unchanged]))
+        if "fid" in metrics or "kid" in metrics:
+            from genforge.metrics.fid import feature_network, fid_kid
+            if features == "auto":
+                raise UserError("fid/kid of translations need a feature network for photos: pass "
+                                "--features torchscript:PATH or inception:WEIGHTS")
+            fake, real = _tiles([_rgb(o) for o, _ in outputs]), _tiles([_rgb(t) for _, t in outputs])
+            scores = fid_kid(real, fake, feature_network(features, "cpu"), seed=seed)
+            result.update(features=features, tiles=len(fake))
+            for m in ("fid", "kid"):
+                if m in metrics:
+                    result[m] = scores[m]
+        result["per_image"] = per_image
+        return result
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+
+def _tiles(images: list[np.ndarray], size: int = 64) -> torch.Tensor:
+    """Non-overlapping size x size tiles of H x W x 3 uint8 images, in [-1, 1]: FID needs many samples
+    and the holdout has few, large images."""
+    tiles = []
+    for im in images:
+        x = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float() / 127.5 - 1
+        for top in range(0, x.shape[1] - size + 1, size):
+            for left in range(0, x.shape[2] - size + 1, size):
+                tiles.append(x[:, top:top + size, left:left + size])
+    return torch.stack(tiles)

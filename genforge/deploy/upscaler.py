@@ -1,0 +1,182 @@
+"""The super-resolution family's inference wrapper (genforge's networks, ONNX files and spandrel's
+third-party weights alike), its ONNX signature, its service endpoint (POST /v1/upscale) and the
+benchmark evaluation behind `genforge eval-sr`."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastapi import File, Form, UploadFile
+from fastapi.responses import Response
+
+from genforge.data.color import match_channels, rgb_to_ycbcr, ycbcr_to_rgb
+from genforge.data.degrade import imresize
+from genforge.data.io import decode_image, encode_image, read_image
+from genforge.deploy.infer import (InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
+                                   split_image, tiled, to_pil, to_tensor, with_alpha)
+from genforge.errors import UserError
+from genforge.registry import register_wrapper
+
+DEFAULT_OVERLAP = 16  # tile overlap for networks that do not state their receptive field
+
+
+def _probe(channels: int, h: int, w: int, seed: int) -> torch.Tensor:
+    """A real-looking image for the ONNX check: a smooth gradient with mild noise, in [0, 1]."""
+    rng = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([(0.2 + 0.6 * xx) * (0.5 + 0.5 * yy)] * channels)
+    return (base + 0.03 * torch.randn(channels, h, w, generator=rng)).clamp(0, 1)[None]
+
+
+@register_wrapper("super-resolution")
+class Upscaler(InferenceWrapper):
+    """A super-resolution network with everything around it: grey/RGB/RGBA (alpha upscaled
+    separately with bicubic), 8 and 16 bit, padding to the network's size multiple, tiling with
+    overlap for bounded memory, inference mode, clamping to the valid range."""
+
+    noun = "super-resolution model"
+
+    def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
+        super().__init__(name_or_path, device, source=source, opened=opened)
+        self.scale = int(self.module.scale)
+        self.channels = int(self.module.channels)
+        self.multiple = int(getattr(self.module, "size_multiple", 1))
+        self.default_overlap = int(getattr(self.module, "receptive_radius", 0) or DEFAULT_OVERLAP)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "scale": self.scale, "channels": self.channels}
+
+    # tensors -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """x: 1 x C x h x w float in [0, 1] -> 1 x C x sh x sw. A grey (luma) model given RGB
+        upscales the BT.601 luma and leaves chroma to bicubic, as SRCNN and FSRCNN do: the eye and
+        the Y-PSNR protocol both look at luma."""
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, self.multiple).to(self.device)
+        if self.channels == 1 and x.shape[1] == 3:  # a luma model on a colour image
+            ycc = rgb_to_ycbcr(x)
+            y = self.module(ycc[:, :1].contiguous(memory_format=torch.channels_last)).to(x.dtype)
+            chroma = F.interpolate(ycc[:, 1:], scale_factor=self.scale, mode="bicubic", align_corners=False)
+            y = ycbcr_to_rgb(torch.cat([y, chroma], dim=1))
+        else:
+            y = self.module(x.contiguous(memory_format=torch.channels_last))
+        return y[..., : h * self.scale, : w * self.scale].clamp_(0, 1).float().cpu()
+
+    def upscale_tensor(self, x: torch.Tensor, *, tile: int = 0, overlap: int | None = None,
+                       out_max: int = 255) -> np.ndarray:
+        """x: C x H x W float [0, 1] -> (sH x sW x C) array quantised to out_max (255 or 65535),
+        in tile x tile pieces when tile > 0 (see infer.tiled)."""
+        return tiled(self._run, x, tile=tile, overlap=self.default_overlap if overlap is None else overlap,
+                     scale=self.scale, multiple=self.multiple, peak=out_max)
+
+    # arrays --------------------------------------------------------------------------------
+    def upscale_array(self, image: np.ndarray, *, tile: int = 0, overlap: int | None = None) -> np.ndarray:
+        """H x W x C (C = 1, 2, 3 or 4) uint8/uint16 -> sH x sW x C of the same dtype."""
+        colour, alpha, peak = split_image(image)
+        x = to_tensor(colour, peak)
+        grey_in = x.shape[0] == 1
+        if self.channels == 3 and grey_in:
+            x = match_channels(x, 3)
+        y = self.upscale_tensor(x, tile=tile, overlap=overlap, out_max=peak)
+        if grey_in and y.shape[2] == 3:
+            y = np.round(y.astype(np.float32).mean(axis=2, keepdims=True)).astype(y.dtype)
+        if alpha is not None:  # bicubic, so edges of cut-outs are not hallucinated
+            a = imresize(to_tensor(alpha, peak)[None], scale=self.scale, antialias=False)[0]
+            alpha = quantise(a, peak)
+        return with_alpha(y, alpha, rgb=False)
+
+    def upscale(self, image, **kwargs):
+        """A path, PIL image or array in; a PIL image out (for the Python one-liner)."""
+        return to_pil(self.upscale_array(read_input(image, read_image), **kwargs))
+
+    @classmethod
+    def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
+        m, c = int(getattr(module, "size_multiple", 1)), int(module.channels)
+        size = max(16, m)
+        return OnnxSignature(
+            inputs=(torch.rand(1, c, size, size, generator=gen),), input_names=["lr"], output_name="sr",
+            dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
+                          "sr": {0: "batch", 2: "out_height", 3: "out_width"}},
+            checks={"random": (torch.rand(2, c, size + m, 2 * size, generator=gen),),
+                    "random_other_size": (torch.rand(1, c, 2 * size + m, size + 2 * m, generator=gen),),
+                    "gradient_image": (_probe(c, 3 * m * max(1, 24 // m), 5 * m * max(1, 8 // m), 1),)},
+            meta={"channels": c, "scale": int(module.scale), "size_multiple": m,
+                  "receptive_radius": int(getattr(module, "receptive_radius", 0) or 0)})
+
+    @classmethod
+    def add_routes(cls, app, service) -> None:
+        @app.post("/v1/upscale", summary="super-resolve one image (PNG out; 16-bit in gives 16-bit out)",
+                  responses={200: {"content": {"image/png": {}}, "description": "upscaled PNG"}},
+                  response_class=Response)
+        async def upscale(image: UploadFile = File(description="the image (PNG, JPEG, WebP, TIFF, ...)"),
+                          model: str = Form(description="name of a loaded super-resolution model")):
+            up = service.model_for(model, cls)
+            data = await service.read_upload(image)
+
+            def work():
+                array = decode_image(data, max_pixels=service.limits.max_pixels, name="image")
+                return encode_image(up.upscale_array(array, tile=service.limits.tile), ".png")
+
+            return Response(await service.run(work), media_type="image/png",
+                            headers={"Content-Disposition": f'inline; filename="upscaled_x{up.scale}.png"'})
+
+    upload_routes = {"/v1/upscale": 1}
+
+    def evaluate(self, metrics: list[str], **options) -> dict:
+        raise UserError("super-resolution models are scored on a benchmark set: genforge eval-sr MODEL "
+                        "--benchmark ../shared/benchmarks/Set5 --scale N")
+
+
+def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile: int = 0):
+    """(lr array, scale) -> sr array, for a model name/path or the 'bicubic' baseline."""
+    from genforge.metrics.psnr_ssim import upscale_bicubic
+    if model == "bicubic":
+        return upscale_bicubic
+    up = Upscaler(model, device="auto")
+    if up.scale != scale:
+        raise UserError(f"model {model!r} upscales x{up.scale}, not x{scale}: pass --scale {up.scale}")
+
+    def run(lr, s):
+        if not self_ensemble:
+            return up.upscale_array(lr, tile=tile)
+        # x8 geometric self-ensemble (Lim et al. 2017): average over flips and transposes
+        acc = None
+        for k in range(8):
+            x = np.rot90(lr, k % 4)
+            x = x[:, ::-1] if k >= 4 else x
+            y = up.upscale_array(np.ascontiguousarray(x), tile=tile).astype(np.float64)
+            y = y[:, ::-1] if k >= 4 else y
+            y = np.rot90(y, -(k % 4))
+            acc = y if acc is None else acc + y
+        return np.round(acc / 8).astype(lr.dtype)
+    return run
+
+
+def evaluate_sr(model: str, benchmark: str, scale: int, *, mode: str = "y", self_ensemble: bool = False,
+                tile: int = 0) -> dict:
+    from genforge.metrics.psnr_ssim import evaluate_benchmark, load_benchmark
+    images = load_benchmark(benchmark, scale)
+    result = evaluate_benchmark(images, scale, sr_upscale_fn(model, scale, self_ensemble=self_ensemble,
+                                                             tile=tile), mode=mode)
+    return {"model": model, "benchmark": str(Path(benchmark).name), "scale": scale, "mode": mode,
+            "self_ensemble": self_ensemble, **result}
+
+
+def format_sr_table(result: dict, baseline: dict | None = None) -> str:
+    head = f"{'image':<12}{'PSNR':>9}{'SSIM':>8}"
+    if baseline:
+        head += f"{'bicubic':>10}{'gain':>8}"
+    lines = [f"{result['benchmark']} x{result['scale']} ({result['mode'].upper()})", head]
+    for name, r in result["images"].items():
+        row = f"{name:<12}{r['psnr']:>9.2f}{r['ssim']:>8.4f}"
+        if baseline:
+            b = baseline["images"][name]["psnr"]
+            row += f"{b:>10.2f}{r['psnr'] - b:>+8.2f}"
+        lines.append(row)
+    row = f"{'mean':<12}{result['psnr']:>9.2f}{result['ssim']:>8.4f}"
+    if baseline:
+        row += f"{baseline['psnr']:>10.2f}{result['psnr'] - baseline['psnr']:>+8.2f}"
+    lines.append(row)
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""The config sections every family shares (data, augmentation, optimizers, training); each family
+declares its own model and task sections next to its code, and genforge/config.py joins them."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AugmentConfig(Strict):
+    """Training-time augmentation, applied batched on the device; all off by default."""
+
+    hflip: bool = Field(False, description="Random horizontal flips.")
+    vflip: bool = Field(False, description="Random vertical flips.")
+    scale_crop: float = Field(1.0, gt=0.0, le=1.0, description="Minimum area of a random crop (1 = off).")
+    translate: float = Field(0.0, ge=0.0, le=0.5, description="Maximum shift as a fraction of the size.")
+    brightness: float = Field(0.0, ge=0.0, le=1.0, description="Maximum additive brightness change.")
+    contrast: float = Field(0.0, ge=0.0, le=1.0, description="Maximum relative contrast change.")
+    noise: float = Field(0.0, ge=0.0, le=1.0, description="Standard deviation of added Gaussian noise.")
+
+
+class DataConfig(Strict):
+    dataset: str = Field("digits", description="digits, faces, photos or folder:PATH; translation: edges2photos, "
+                                               "labels2photos, gray2color, photo2poster, aligned:PATH, "
+                                               "unaligned:PATH or semantic:PATH.")
+    split: Literal["train", "holdout", "all"] = "train"
+    class_folders: bool = Field(False, description="folder:PATH: first-level sub-folders are classes.")
+    lr_folder: str | None = Field(None, description="Super-resolution: paired LR images for folder:HR_PATH, "
+                                                    "matched by file stem (an xN suffix is allowed).")
+    augment: AugmentConfig = AugmentConfig()
+
+
+class Optim(Strict):
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="Learning-rate schedule; decay starts at decay_start * steps.")
+    decay_start: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TrainConfig(Strict):
+    steps: int = Field(2000, ge=1, description="Optimisation steps (discriminator steps for GANs).")
+    batch_size: int = Field(64, ge=1, le=65536, description="Per process.")
+    checkpoint_every: int = Field(500, ge=1)
+    keep_last: int = Field(3, ge=1, description="Checkpoints kept.")
+    log_every: int = Field(50, ge=1)
+    sample_every: int = Field(500, ge=1, description="Sample grids to TensorBoard and samples/.")
+    eval_every: int = Field(0, ge=0, description="FID/KID every N steps (0 = only at the end).")
+    eval_samples: int = Field(1000, ge=10)
+    features: str = Field("auto", description="FID feature network: auto, digits, none, torchscript:PATH.")
+    max_nonfinite: int = Field(5, ge=1, description="Non-finite steps in a row before restoring.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="CPU threads (0 = the cores this process may use).")

@@ -1,0 +1,81 @@
+"""What the generation tasks (GAN, VAE) share: whole-image batches with labels, a fixed grid of
+latents for sample grids, and FID/KID during training against the training images."""
+
+from pathlib import Path
+
+import torch
+
+from genforge.data import load_dataset
+from genforge.data.augment import Augment
+from genforge.engine.batches import EpochBatches
+from genforge.engine.callbacks import GenerationMetrics, SampleGrid
+from genforge.errors import ConfigError, UserError
+from genforge.models.sampling import generate
+from genforge.tasks.base import Task
+
+# the seconds-long training the shared tests run for every generation task (8x8 digits)
+TINY_GENERATION = {"data": {"dataset": "digits"}, "model": {"image_size": 8, "channels": 1, "latent_dim": 8},
+                   "train": {"batch_size": 16, "features": "none"}}
+
+
+def generation_evaluator(cfg, images: torch.Tensor, device):
+    """FID/KID against the training images with the configured feature network, or None."""
+    spec = cfg.train.features
+    if spec == "none":
+        return None
+    if spec == "auto":
+        if cfg.data.dataset != "digits":
+            return None
+        spec = "digits"
+    from genforge.metrics.fid import FIDEvaluator, feature_network
+    real = images.float().div(127.5).sub(1.0)
+    return FIDEvaluator(real, feature_network(spec, device))
+
+
+class GenerativeTask(Task):
+    """A task whose export module maps z [+ labels] to images (GANs, the VAE decoder)."""
+
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(device)
+        self.num_classes = cfg.model.num_classes
+        self.augment = Augment(**cfg.data.augment.model_dump())
+        g = torch.Generator().manual_seed(cfg.seed + 12345)  # fixed z: grids comparable over time
+        self.grid_z = torch.randn(64, cfg.model.latent_dim, generator=g).to(device)
+
+    @classmethod
+    def setup(cls, cfg, dist):
+        """Batches of whole images (+ labels) and the sample-grid / FID callbacks."""
+        conditional = cfg.model.num_classes > 0
+        data = load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
+                            split=cfg.data.split, labels=conditional or cfg.data.class_folders)
+        if conditional and data.num_classes != cfg.model.num_classes:
+            raise ConfigError(f"config error: model.num_classes: is {cfg.model.num_classes} but dataset "
+                              f"{cfg.data.dataset!r} has {data.num_classes} classes")
+        if len(data) < cfg.train.batch_size * dist.world_size:
+            raise UserError(f"dataset {cfg.data.dataset!r} has {len(data)} images, fewer than one batch "
+                            f"({cfg.train.batch_size} x {dist.world_size} processes)")
+        batches = EpochBatches(data.images, data.labels, cfg.train.batch_size, seed=cfg.seed,
+                               device=dist.device, rank=dist.rank, world_size=dist.world_size)
+
+        def callbacks(out: Path):
+            cbs = [SampleGrid(cfg.train.sample_every, out)]
+            evaluator = generation_evaluator(cfg, data.images, dist.device) if dist.is_main else None
+            if evaluator is not None:
+                cbs.append(GenerationMetrics(evaluator, cfg.train.eval_every, cfg.train.eval_samples,
+                                             seed=cfg.seed))
+            return cbs
+        return batches, callbacks, data.class_names
+
+    @torch.no_grad()
+    def sample_images(self, n: int = 64) -> torch.Tensor:
+        gen = self.export_module()
+        was_training = gen.training
+        gen.eval()
+        labels = (torch.arange(n, device=self.device) % self.num_classes,) if self.num_classes else ()
+        out = gen(self.grid_z[:n], *labels)
+        gen.train(was_training)
+        return out
+
+    def generate(self, n: int, *, seed: int = 0) -> torch.Tensor:
+        """n samples of the export module from a private RNG (for FID during training)."""
+        return generate(self.export_module(), n, seed=seed)
