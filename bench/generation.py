@@ -25,7 +25,7 @@ from genforge.data import load_dataset  # noqa: E402
 from genforge.engine.batches import EpochBatches  # noqa: E402
 from genforge.engine.fit import fit, seed_everything  # noqa: E402
 from genforge.evaluate import evaluate  # noqa: E402
-from genforge.models import Discriminator, Generator  # noqa: E402
+from genforge.models.dcgan import Discriminator, Generator  # noqa: E402
 from genforge.registry import build_task  # noqa: E402
 from genforge.train import train  # noqa: E402
 

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from genforge.data.io import write_image  # noqa: E402
 from genforge.engine.logging import training_seconds  # noqa: E402
-from genforge.evaluate import evaluate_sr, sr_upscale_fn  # noqa: E402
+from genforge.deploy.upscaler import evaluate_sr, sr_upscale_fn  # noqa: E402
 from genforge.metrics.psnr_ssim import crop_to_scale, load_benchmark  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "benchmarks"
@@ -42,7 +42,7 @@ def describe(model: str) -> tuple[int, str]:
     """(parameters, what the network sees: "Y" for luma models, whose chroma is bicubic, or "RGB")."""
     if model == "bicubic":
         return 0, "-"
-    from genforge.deploy.infer import Upscaler
+    from genforge.deploy.upscaler import Upscaler
     up = Upscaler(model, device="cpu")
     return sum(p.numel() for p in up.module.parameters()), "Y" if up.channels == 1 else "RGB"
 

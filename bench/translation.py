@@ -23,9 +23,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from genforge.config import load_config  # noqa: E402
-from genforge.data.translation import TranslationPatches, read_translation  # noqa: E402
-from genforge.evaluate import evaluate_translation  # noqa: E402
-from genforge.tasks import build_task  # noqa: E402
+from genforge.data.pair_folders import read_translation  # noqa: E402
+from genforge.data.patches import TranslationPatches  # noqa: E402
+from genforge.evaluate import evaluate  # noqa: E402
+from genforge.registry import build_task  # noqa: E402
 from genforge.train import train  # noqa: E402
 
 MODELS = {  # name -> (config, overrides)
@@ -58,7 +59,7 @@ def grid(run, out) -> None:
     """Holdout crops: input | output | ground truth, one row per holdout image."""
     from genforge.data.io import write_image
     from genforge.demo import _rgb, _show_input
-    from genforge.deploy.infer import Translator
+    from genforge.deploy.translator import Translator
     tr = Translator(str(run), device="cpu")
     cfg = tr.source.config
     data = read_translation(cfg["data"]["dataset"], "holdout", label_nc=cfg["model"].get("label_nc"))
@@ -89,7 +90,7 @@ def run_model(name: str, budget: float, out_root) -> dict:
           overrides + [f"train.steps={steps}", f"train.checkpoint_every={steps}", f"train.eval_every={steps}",
                        f"train.sample_every={steps}"], run_dir=str(run), progress=False)
     seconds = time.perf_counter() - t0
-    result = evaluate_translation(str(run), ["l1", "psnr", "ssim"])
+    result = evaluate(str(run), ["l1", "psnr", "ssim"])
     grid(run, RESULTS / f"translation_{name}.png")
     task = build_task(cfg, torch.device("cpu"))
     params = sum(p.numel() for p in task.export_module().parameters())

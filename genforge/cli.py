@@ -112,7 +112,7 @@ def cmd_upscale(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from genforge.data.io import read_image, read_label_map
+    from genforge.data.io import read_image
     from genforge.deploy.files import process_files
     from genforge.deploy.translator import Translator
     tr = Translator(args.model, device=args.device)
@@ -120,12 +120,11 @@ def cmd_translate(args) -> int:
     if style is not None or args.seed is not None:
         tr.style_code(style, args.seed)  # refuse --style/--seed for models without a style encoder, once
     tr.network(args.direction)  # refuse a wrong direction before touching any file
-    reader = read_label_map if tr.kind == "spade" else read_image
     written, failed = process_files(
         args.inputs, args.output,
         lambda img: tr.translate_array(img, direction=args.direction, style=style, seed=args.seed),
         suffix=args.suffix, ext=args.ext or "png", max_pixels=args.max_pixels, progress=not args.no_progress,
-        reader=reader)
+        reader=tr.read)
     print(f"translated {written} image(s) into {args.output}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
 

@@ -108,7 +108,7 @@ def superres_demo(out: Path) -> Path | None:
 def translation_demo(out: Path) -> list[Path]:
     """input | output | ground truth for a holdout image, for each shipped translation model."""
     from genforge.data.io import write_image
-    from genforge.data.translation import read_translation
+    from genforge.data.pair_folders import read_translation
     from genforge.deploy.translator import Translator
     from genforge.metrics.psnr_ssim import psnr
     models = [m["name"] for m in list_models() if m["task"] == "translation"]

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
 from genforge.engine.logging import cpu_time_text  # noqa: E402
-from genforge.evaluate import evaluate_sr  # noqa: E402
+from genforge.deploy.upscaler import evaluate_sr  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "benchmarks"
 TARGETS = {2: 37.0, 4: 30.7}  # Set5 Y-PSNR targets (FSRCNN's published level)

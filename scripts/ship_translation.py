@@ -13,10 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genforge.data.translation import BUNDLED  # noqa: E402
+from genforge.data.builtin_pairs import BUNDLED  # noqa: E402
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
 from genforge.engine.logging import cpu_time_text  # noqa: E402
-from genforge.evaluate import evaluate_translation  # noqa: E402
+from genforge.evaluate import evaluate  # noqa: E402
 
 USAGE = {
     "pix2pix": "genforge translate {name} edges.png -o out/",
@@ -64,7 +64,7 @@ def main() -> None:
     for item in sys.argv[1:]:
         name, run = item.split("=", 1)
         run = Path(run)
-        result = evaluate_translation(str(run), ["l1", "psnr", "ssim"])
+        result = evaluate(str(run), ["l1", "psnr", "ssim"])
         text, description = card(name, run, result)
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)

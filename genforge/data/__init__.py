@@ -173,6 +173,6 @@ def list_datasets() -> list[dict]:
     """One dict per bundled dataset (name, images, size, channels, labels, classes, splits,
     description), then the bundled translation sets; ``folder:PATH`` is not listed since it has
     no fixed contents."""
-    from genforge.data.translation import dataset_rows
+    from genforge.data.builtin_pairs import dataset_rows
 
     return [dataset.info() for dataset in DATASETS.values()] + dataset_rows()

@@ -27,6 +27,7 @@ IMAGE_EXTENSIONS = {
 _ORIENTATION_TAG = 0x0112
 _NO_ALPHA = {".jpg", ".jpeg", ".bmp", ".ppm", ".pgm"}  # Pillow cannot store (or re-read) alpha
 _GREY16 = {".png", ".tif", ".tiff", ".ppm", ".pgm"}  # Pillow writes 16-bit grey ("I;16")
+_LABEL_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")  # one raw value per pixel: the class id
 _SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"lossless": True}}
 
 
@@ -54,25 +55,30 @@ def decode_image(data: bytes, *, max_pixels: int | None = None, name: str = "upl
 
 def read_label_map(source: str | os.PathLike | bytes, *, max_pixels: int | None = None,
                    name: str | None = None) -> np.ndarray:
-    """A semantic label map: H x W class ids (uint8, or int32 for 16-bit files), read as the raw
-    values of an L, P (palette indices, not their colours) or I;16 image. Colour images are refused:
-    their colours would have to be mapped to ids by a table the file does not carry."""
+    """A semantic label map: H x W class ids, the raw values of a single-channel image.
+
+    Palette images give their indices, not their colours, and colour images are refused: their
+    colours would need an id table the file does not carry. EXIF orientation and ``max_pixels``
+    are handled as in ``read_image``, so a map stays aligned with its photo. The result is uint8
+    when every id fits, else int32, so that wide or negative ids reach the caller's range check
+    instead of wrapping around.
+    """
     label = name or (str(source) if not isinstance(source, bytes) else "upload")
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            if max_pixels is not None and im.width * im.height > max_pixels:
-                raise ImageTooLargeError(f"bad image '{label}': too large ({im.width}x{im.height} pixels, "
-                                         f"limit {max_pixels})")
-            mode = im.mode
-            if mode not in ("L", "P", "I;16", "I;16B", "I", "1"):
-                raise BadImageError(f"label map '{label}' is a {mode} image: a label map must hold one class id "
-                                    "per pixel (grey L, palette P or 16-bit PNG), not colours")
-            ids = np.asarray(im)
-    except (BadImageError, ImageTooLargeError):
+            _check_pixels(im.width, im.height, max_pixels)
+            if im.mode not in _LABEL_MODES:
+                raise BadImageError(f"label map '{label}' is {im.mode}, not single-channel: a label map must "
+                                    "hold one class id per pixel (grey L, palette P or 16-bit PNG), not colours; "
+                                    "convert colours to ids first")
+            im.load()
+            ids = _orient(np.asarray(im), im.getexif().get(_ORIENTATION_TAG, 1))
+    except BadImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
-        raise _bad_image(label, exc) from exc
-    return ids.astype(np.uint8) if ids.max(initial=0) < 256 else ids.astype(np.int32)
+        raise _bad_image(label, exc, "label map") from exc
+    narrow = ids.min(initial=0) >= 0 and ids.max(initial=0) < 256
+    return np.ascontiguousarray(ids.astype(np.uint8 if narrow else np.int32))
 
 
 def _read(source: Path | bytes, max_pixels: int | None) -> np.ndarray:
@@ -97,15 +103,18 @@ def _read(source: Path | bytes, max_pixels: int | None) -> np.ndarray:
         raise ValueError("truncated or corrupt PNG header")
     else:
         with Image.open(io.BytesIO(source) if in_memory else source) as im:  # lazy: header only so far
-            width, height = im.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ValueError(f"too large ({width}x{height} pixels, limit {max_pixels})")
+            _check_pixels(im.width, im.height, max_pixels)
             im.load()
             orientation = im.getexif().get(_ORIENTATION_TAG, 1)
             image = _pil_to_array(im)
     if image.shape[2] == 2:
         image = image[:, :, [0, 0, 0, 1]]
     return np.ascontiguousarray(_orient(image, orientation))
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ValueError(f"too large ({width}x{height} pixels, limit {max_pixels})")
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:
@@ -143,10 +152,10 @@ def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.flip(image, flips) if flips else image
 
 
-def _bad_image(name, exc: BaseException) -> BadImageError:
+def _bad_image(name, exc: BaseException, what: str = "image") -> BadImageError:
     reason = _reason(exc)
     kind = ImageTooLargeError if reason.startswith("too large") else BadImageError
-    return kind(f"bad image '{name}': {reason}")
+    return kind(f"bad {what} '{name}': {reason}")
 
 
 def _reason(exc: BaseException) -> str:

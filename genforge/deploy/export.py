@@ -60,6 +60,9 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
         for label, args in checks.items():
             with torch.no_grad():
                 expected = module(*args)
+            if signature.output_shape and tuple(expected.shape) != tuple(signature.output_shape(*args)):
+                raise UserError(f"model {source.name!r}: output of shape {tuple(expected.shape)} for the "
+                                f"{label} input, expected {tuple(signature.output_shape(*args))}")
             diffs[label] = float((runner(*args) - expected).abs().max())
         bad = {k: v for k, v in diffs.items() if not v <= TOLERANCE}
         if bad:

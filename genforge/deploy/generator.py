@@ -86,7 +86,8 @@ class Generation(InferenceWrapper):
             checks={"random": inputs(3), "random_other_batch": inputs(7)},
             meta={"channels": int(module.channels), "latent_dim": int(module.latent_dim),
                   "num_classes": num_classes, "image_size": int(module.image_size)},
-            integer_inputs=("labels",))
+            integer_inputs=("labels",),
+            output_shape=lambda z, *_: (len(z), int(module.channels), int(module.image_size), int(module.image_size)))
 
     @classmethod
     def add_routes(cls, app, service) -> None:

@@ -145,17 +145,19 @@ class OnnxSignature:
     checks: dict
     meta: dict = field(default_factory=dict)
     integer_inputs: tuple[str, ...] = ()
+    output_shape: Callable | None = None  # inputs -> the output's shape (checked on export and in the tests)
 
 
 class InferenceWrapper:
     """What every family's wrapper shares. Subclasses set `noun` (what the family's models are
-    called in errors), `metrics` (what `genforge eval` computes for them) and override describe(),
-    onnx_signature(), add_routes() and evaluate() where the family has them."""
+    called in errors), `metrics` (what `genforge eval` computes for them), `upload_routes`, and
+    override describe(), onnx_signature(), add_routes() and evaluate() where the family has them."""
 
     family = ""  # set by register_wrapper
     noun = "model"
     hint = ""
     metrics: tuple[str, ...] = ()
+    upload_routes: dict[str, int] = {}  # service route -> image files a request may carry (body limit)
 
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
         self.source, self.module, self.device = opened or open_model(name_or_path, device, source)

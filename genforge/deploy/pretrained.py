@@ -68,7 +68,12 @@ def export_folder(run_or_model: str, out: str | Path, *, description: str = "", 
                   half: bool = False) -> Path:
     """Write a model folder atomically (built beside `out`, then renamed into place). With `half`
     the weights are stored as float16 (half the size); loading casts them back to float32."""
-    source = read_source(run_or_model)
+    return write_folder(read_source(run_or_model), out, description=description, card=card, half=half)
+
+
+def write_folder(source: ModelSource, out: str | Path, *, description: str = "", card: str | None = None,
+                 half: bool = False) -> Path:
+    """A model folder from a resolved run config and the export module's weights."""
     build_export_module(source)  # refuse to export what cannot be loaded back
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -8,7 +8,7 @@ from fastapi import File, Form, UploadFile
 from fastapi.responses import Response
 
 from genforge.data.color import match_channels
-from genforge.data.translation import read_translation
+from genforge.data.pair_folders import read_translation
 from genforge.data.io import decode_image, encode_image, read_image, read_label_map
 from genforge.deploy.infer import (InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
                                    split_image, to_pil, to_tensor, with_alpha)
@@ -50,7 +50,8 @@ class Translator(InferenceWrapper):
             return read_label_map(source, **kwargs)
         if isinstance(source, bytes):
             return decode_image(source, **kwargs)
-        return read_image(source, **{k: v for k, v in kwargs.items() if k != "name"})
+        kwargs.pop("name", None)
+        return read_image(source, **kwargs)
 
     def network(self, direction: str):
         if direction not in ("a2b", "b2a"):
@@ -80,7 +81,7 @@ class Translator(InferenceWrapper):
                                 f"not a {ids.shape[2]}-channel image")
             ids = ids[:, :, 0]
         ids = ids.astype(np.int64)
-        bad = np.unique(ids[(ids >= self.label_nc) & (ids != 255)])
+        bad = np.unique(ids[((ids >= self.label_nc) & (ids != 255)) | (ids < 0)])
         if bad.size:
             raise UserError(f"class id {int(bad[0])} is out of range: model {self.source.name!r} has "
                             f"label_nc {self.label_nc} (ids 0..{self.label_nc - 1}, 255 = don't care)")
@@ -153,7 +154,8 @@ class Translator(InferenceWrapper):
             checks={"random": inputs(2, 2 * s, s), "random_other_size": inputs(1, s + m, 3 * s)},
             meta={"channels": int(module.out_channels), "size_multiple": m, "in_channels": in_channels,
                   "out_channels": int(module.out_channels), "label_nc": label_nc, "use_style": int(use_style),
-                  "z_dim": int(getattr(module, "z_dim", 0) or 0)})
+                  "z_dim": int(getattr(module, "z_dim", 0) or 0)},
+            output_shape=lambda x, *_: (len(x), int(module.out_channels), *x.shape[2:]))
 
     @classmethod
     def add_routes(cls, app, service) -> None:

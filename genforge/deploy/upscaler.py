@@ -36,6 +36,7 @@ class Upscaler(InferenceWrapper):
     overlap for bounded memory, inference mode, clamping to the valid range."""
 
     noun = "super-resolution model"
+    upload_routes = {"/v1/upscale": 1}
 
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
         super().__init__(name_or_path, device, source=source, opened=opened)
@@ -103,7 +104,8 @@ class Upscaler(InferenceWrapper):
                     "random_other_size": (torch.rand(1, c, 2 * size + m, size + 2 * m, generator=gen),),
                     "gradient_image": (_probe(c, 3 * m * max(1, 24 // m), 5 * m * max(1, 8 // m), 1),)},
             meta={"channels": c, "scale": int(module.scale), "size_multiple": m,
-                  "receptive_radius": int(getattr(module, "receptive_radius", 0) or 0)})
+                  "receptive_radius": int(getattr(module, "receptive_radius", 0) or 0)},
+            output_shape=lambda lr: (*lr.shape[:2], lr.shape[2] * int(module.scale), lr.shape[3] * int(module.scale)))
 
     @classmethod
     def add_routes(cls, app, service) -> None:
@@ -121,8 +123,6 @@ class Upscaler(InferenceWrapper):
 
             return Response(await service.run(work), media_type="image/png",
                             headers={"Content-Disposition": f'inline; filename="upscaled_x{up.scale}.png"'})
-
-    upload_routes = {"/v1/upscale": 1}
 
     def evaluate(self, metrics: list[str], **options) -> dict:
         raise UserError("super-resolution models are scored on a benchmark set: genforge eval-sr MODEL "

@@ -7,9 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ADVERSARIAL_LOSSES = ("bce", "wgan", "wgan-gp", "hinge", "lsgan")
-
-
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Discriminator (critic) loss: low when real scores high and fake scores low."""
     if kind == "bce":

@@ -8,6 +8,9 @@ from it (no shave, Y without the 16 offset, rounding Y to uint8, PIL bicubic) mo
 by 0.1-0.5 dB, which is more than the gaps between the methods being compared, so every step
 here is explicit and tested against the published bicubic row.
 
+``batch_psnr`` is the cheap validation signal of training runs (torch, 8-bit-quantised outputs,
+every channel, mean over a batch), not the protocol.
+
 ``load_benchmark`` reads a set laid out as ``<set>/HR/<name>.png`` +
 ``<set>/LR_bicubic/X{s}/<name>x{s}.png``; ``upscale_bicubic`` is the baseline "model".
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from genforge.data.color import LUMA
 from genforge.data.degrade import imresize_np
@@ -28,6 +32,7 @@ from genforge.errors import UserError
 
 __all__ = [
     "BenchmarkImage",
+    "batch_psnr",
     "crop_to_scale",
     "evaluate_benchmark",
     "evaluate_pair",
@@ -100,6 +105,25 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
         raise ValueError(f"psnr needs equal shapes, got {a.shape} and {b.shape}")
     mse = np.mean((a - b) ** 2)
     return math.inf if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
+def batch_psnr(fake: torch.Tensor, real: torch.Tensor, *, value_range: tuple[float, float] = (0.0, 1.0),
+               shave: int = 0, round_real: bool = False) -> torch.Tensor:
+    """Mean PSNR (peak 255) of N x C x H x W outputs in ``value_range``, scored as the 8-bit files a
+    user would get: ``fake`` is clamped and rounded to 8 bits. ``round_real`` rounds the targets
+    too, for 8-bit images whose trip to ``value_range`` is not exact in float; ``shave`` drops
+    border pixels. Each MSE is floored at 1e-10, so a perfect output scores 148 dB, not inf.
+    """
+    low, high = value_range
+    scale = 255.0 / (high - low)
+    fake = ((fake.clamp(low, high) - low) * scale).round()
+    real = (real - low) * scale
+    if round_real:
+        real = real.round()
+    if shave:
+        fake, real = fake[..., shave:-shave, shave:-shave], real[..., shave:-shave, shave:-shave]
+    mse = ((fake - real) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return (10 * torch.log10(255.0**2 / mse)).mean()
 
 
 def _gaussian_window() -> np.ndarray:

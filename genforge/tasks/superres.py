@@ -17,6 +17,7 @@ from genforge.engine.callbacks import Validation
 from genforge.engine.ema import EMA
 from genforge.errors import ConfigError
 from genforge.losses import charbonnier, d_loss, feature_matching, g_loss
+from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.sr_discriminator import SRDiscriminator, SRDiscriminatorConfig
 from genforge.schema import Optim, Strict
 from genforge.tasks.base import Task, make_optimizer, make_scheduler
@@ -61,16 +62,6 @@ def pixel_loss(kind: str, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     if kind == "mse":
         return ((sr - hr) ** 2).mean()
     return (sr - hr).abs().mean()
-
-
-def psnr_batch(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> torch.Tensor:
-    """Mean RGB PSNR of 8-bit-quantised outputs, borders shaved: a cheap validation signal."""
-    sr = (sr.clamp(0, 1) * 255).round()
-    hr = hr * 255
-    if shave:
-        sr, hr = sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]
-    mse = ((sr - hr) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return (10 * torch.log10(255.0 ** 2 / mse)).mean()
 
 
 @registry.register_task("superres", SRTaskConfig, models=("isrnet", "lapsrn"), family="super-resolution",
@@ -176,7 +167,7 @@ class SuperResTask(Task):
         net.eval()
         sr = net(batch["lr"])
         net.train(was)
-        return {"psnr": float(psnr_batch(sr, batch["hr"], self.networks["g"].scale))}
+        return {"psnr": float(batch_psnr(sr, batch["hr"], shave=self.networks["g"].scale))}
 
     def trained_network(self) -> nn.Module:
         return self.networks["g"]

@@ -14,10 +14,12 @@ from torch import nn
 
 from genforge import registry
 from genforge.data.grid import LABEL_PALETTE
-from genforge.data.translation import TranslationPatches, holdout_pairs, read_translation
+from genforge.data.pair_folders import read_translation
+from genforge.data.patches import TranslationPatches, holdout_pairs
 from genforge.engine.callbacks import Previews, Validation
 from genforge.errors import ConfigError, UserError
 from genforge.losses import multiscale_d_loss, multiscale_g_loss
+from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.patchgan import MultiScaleDiscriminator, PatchGANConfig
 from genforge.schema import Optim, Strict
 from genforge.tasks.base import Task, make_optimizer, make_scheduler
@@ -35,14 +37,6 @@ def show(x: torch.Tensor, *, labels: bool = False) -> torch.Tensor:
     if labels:
         return _PALETTE.to(x.device)[x.clamp(0, 255)].permute(0, 3, 1, 2)
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
-
-
-def psnr_01(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """PSNR of 8-bit-quantised images given in [-1, 1] (RGB, no shave)."""
-    fake = ((fake.clamp(-1, 1) + 1) * 127.5).round()
-    real = ((real + 1) * 127.5).round()
-    mse = ((fake - real) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return (10 * torch.log10(255.0 ** 2 / mse)).mean()
 
 
 
@@ -158,7 +152,7 @@ class TranslationTask(Task):
             return {}
         fake = self.translate_batch(batch)
         return {"l1": float((fake - batch["b"]).abs().mean() / 2),  # in [0, 1] units
-                "psnr": float(psnr_01(fake, batch["b"]))}
+                "psnr": float(batch_psnr(fake, batch["b"], value_range=(-1, 1), round_real=True))}
 
     def trained_network(self) -> nn.Module:
         return self.networks["g"]

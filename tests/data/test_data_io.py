@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from genforge.data import _png16
-from genforge.data.io import from_float, list_image_files, read_image, to_float, write_image
-from genforge.errors import BadImageError, UserError
+from genforge.data.io import from_float, list_image_files, read_image, read_label_map, to_float, write_image
+from genforge.errors import BadImageError, ImageTooLargeError, UserError
 
 RNG = np.random.default_rng(0)
 
@@ -103,6 +103,69 @@ def test_exif_orientation_matches_pillow(tmp_path, orientation):
     with Image.open(tmp_path / "o.png") as pil:
         expected = np.asarray(ImageOps.exif_transpose(pil))
     np.testing.assert_array_equal(read_image(tmp_path / "o.png"), expected)
+
+
+IDS = np.array([[0, 1, 2, 255], [3, 3, 255, 0], [4, 1, 1, 2]], np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "I;16", "I"])
+def test_label_map_is_the_raw_ids_of_every_single_channel_mode(tmp_path, mode):
+    image = Image.fromarray(IDS.astype(np.uint16 if mode == "I;16" else np.int32 if mode == "I" else np.uint8))
+    if mode == "P":
+        image = Image.fromarray(IDS, "P")
+        image.putpalette([(7 * i + 40) % 256 for i in range(768)])  # colours that are not the ids
+    image.save(tmp_path / "ids.png" if mode != "I" else tmp_path / "ids.tif")
+    path = tmp_path / ("ids.png" if mode != "I" else "ids.tif")
+    with Image.open(path) as pil:
+        assert pil.mode == mode
+    ids = read_label_map(path)
+    assert ids.dtype == np.uint8
+    np.testing.assert_array_equal(ids, IDS)
+    np.testing.assert_array_equal(read_label_map(path.read_bytes()), IDS)
+
+
+def test_label_map_of_mode_1_and_wide_or_negative_ids(tmp_path):
+    Image.fromarray(IDS > 1).save(tmp_path / "bits.png")
+    np.testing.assert_array_equal(read_label_map(tmp_path / "bits.png"), (IDS > 1).astype(np.uint8))
+    Image.fromarray(np.array([[0, 300]], np.uint16)).save(tmp_path / "wide.png")
+    wide = read_label_map(tmp_path / "wide.png")
+    assert wide.dtype == np.int32 and wide.tolist() == [[0, 300]]
+    Image.fromarray(np.array([[-1, 3]], np.int32)).save(tmp_path / "negative.tif")
+    negative = read_label_map(tmp_path / "negative.tif")  # not wrapped round to 255 (don't care)
+    assert negative.dtype == np.int32 and negative.tolist() == [[-1, 3]]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_label_map_is_oriented_like_its_photo(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    ids = np.arange(35, dtype=np.uint8).reshape(5, 7)
+    Image.fromarray(ids, "L").save(tmp_path / "ids.png", exif=exif.tobytes())
+    Image.fromarray(np.repeat(ids[:, :, None], 3, axis=2)).save(tmp_path / "photo.png", exif=exif.tobytes())
+    np.testing.assert_array_equal(read_label_map(tmp_path / "ids.png"), read_image(tmp_path / "photo.png")[:, :, 0])
+
+
+def test_label_map_refusals_name_the_file(tmp_path):
+    write_image(tmp_path / "colour.png", random_image(3, 3, 3))
+    with pytest.raises(BadImageError, match="colour.png' is RGB, not single-channel.*not colours"):
+        read_label_map(tmp_path / "colour.png")
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    with pytest.raises(BadImageError, match="bad label map '.*junk.png': not an image"):
+        read_label_map(tmp_path / "junk.png")
+    Image.fromarray(random_image(64, 64, 1)[:, :, 0], "L").save(tmp_path / "whole.png")
+    with pytest.raises(BadImageError, match="bad label map 'image': truncated"):
+        read_label_map((tmp_path / "whole.png").read_bytes()[:300], name="image")
+
+
+def test_label_map_max_pixels_is_checked_from_the_header(tmp_path):
+    huge = struct.pack(">IIBBBBB", 2000, 2000, 8, 0, 0, 0, 0)  # grey, with no pixel data to decode
+    (tmp_path / "bomb.png").write_bytes(_png16.SIGNATURE + _png16._chunk(b"IHDR", huge) + _png16._chunk(b"IDAT", b"x"))
+    with pytest.raises(ImageTooLargeError, match="bomb.png': too large"):
+        read_label_map(tmp_path / "bomb.png", max_pixels=10**6)
+    Image.fromarray(IDS, "L").save(tmp_path / "small.png")
+    assert read_label_map(tmp_path / "small.png", max_pixels=12).shape == (3, 4)
+    with pytest.raises(ImageTooLargeError, match="too large"):
+        read_label_map((tmp_path / "small.png").read_bytes(), max_pixels=11)
 
 
 def _bad_files(tmp_path):

@@ -5,19 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from genforge.data import list_datasets
-from genforge.data import translation as T
+from genforge.data import builtin_pairs, list_datasets
 from genforge.data.builtin import HOLDOUT_PHOTOS, photo_names
-from genforge.data.translation import (
-    BUNDLED,
-    LABEL_NC,
-    TranslationData,
-    TranslationPatches,
-    holdout_pairs,
-    posterize,
-    read_translation,
-    translation_datasets,
-)
+from genforge.data.builtin_pairs import BUNDLED, LABEL_NC, posterize, translation_datasets
+from genforge.data.pair_folders import TranslationData, read_translation
+from genforge.data.patches import TranslationPatches, holdout_pairs
 from genforge.errors import UserError
 
 # ----------------------------------------------------------------------------- helpers
@@ -85,8 +77,8 @@ def test_bundled_sets_have_documented_kinds_channels_and_shapes(name):
 
 def test_bundled_sets_are_regenerated_identically():
     first = {(n, s): read_translation(n, s) for n in BUNDLED for s in ("train", "holdout")}
-    for cached in (T._bundled, T._segmentation, T._edges, T._poster, T._grey, T._rgb):
-        cached.cache_clear()
+    for cached in ("_bundled", "_segmentation", "_edges", "_poster", "_grey", "_rgb"):
+        getattr(builtin_pairs, cached).cache_clear()
     for (name, split), data in first.items():
         again = read_translation(name, split)
         for old, new in ((data.a, again.a), (data.b, again.b), (data.truth or [], again.truth or [])):
@@ -257,6 +249,21 @@ def test_semantic_reads_raw_ids_of_palette_grey_and_16_bit_labels(tmp_path):
     np.testing.assert_array_equal(data.a[2], ids)
     assert all(a.dtype == np.uint8 and a.ndim == 2 for a in data.a)
     assert all(b.shape == (3, 4, 3) for b in data.b)  # the grey image became RGB
+
+
+def test_semantic_label_maps_follow_exif_orientation_like_their_photos(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    ids = np.zeros((4, 6), np.uint8)
+    ids[:, :2] = 1
+    for folder in ("labels", "images"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(ids, "L").save(tmp_path / "labels" / "x.png", exif=exif.tobytes())
+    Image.fromarray(np.repeat(ids[:, :, None] * 200, 3, axis=2)).save(tmp_path / "images" / "x.png",
+                                                                      exif=exif.tobytes())
+    data = read_translation(f"semantic:{tmp_path}", label_nc=2)
+    assert data.a[0].shape == (6, 4) == data.b[0].shape[:2]
+    np.testing.assert_array_equal(data.a[0] * 200, data.b[0][:, :, 0])
 
 
 def test_semantic_flat_folders(tmp_path):

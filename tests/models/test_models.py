@@ -5,7 +5,9 @@ import io
 import pytest
 import torch
 
-from genforge.models import VAE, DCGANConfig, Discriminator, Generator, VAEConfig, build_generator
+from genforge import registry
+from genforge.models.dcgan import DCGANConfig, Discriminator, Generator
+from genforge.models.vae import VAE, VAEConfig
 
 SIZES = [8, 16, 32]
 
@@ -68,12 +70,13 @@ def test_vae_shapes_and_conditioning():
 
 @pytest.mark.parametrize("cfg", [DCGANConfig(image_size=16, width=4, num_classes=2),
                                  VAEConfig(image_size=8, width=4)])
-def test_build_generator_state_roundtrip(cfg):
-    G = build_generator(cfg).eval()
+def test_registered_generator_state_roundtrip(cfg):
+    build = registry.model_row(cfg.name).build
+    G = build(cfg).eval()
     buf = io.BytesIO()
     torch.save(G.state_dict(), buf)
     buf.seek(0)
-    G2 = build_generator(cfg).eval()
+    G2 = build(cfg).eval()
     G2.load_state_dict(torch.load(buf, weights_only=True))
     z = torch.randn(3, cfg.latent_dim)
     labels = (torch.tensor([0, 1, 0]),) if cfg.num_classes else ()
