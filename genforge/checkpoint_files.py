@@ -6,6 +6,7 @@ a model), which must not depend on the engine. A model folder is config.json + m
 (+ README.md); a shipped model is a folder under genforge/pretrained/."""
 
 import json
+import os
 import pickle
 import re
 import warnings
@@ -34,6 +35,14 @@ def all_checkpoints(run_dir: Path) -> list[Path]:
 def latest(run_dir: Path) -> Path | None:
     found = all_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def save_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def load(path: Path, map_location="cpu", *, what: str = "checkpoint") -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from genforge import registry
 from genforge.deploy.infer import load
-from genforge.engine.checkpoint import save_text
+from genforge.checkpoint_files import save_text
 from genforge.errors import UserError
 
 

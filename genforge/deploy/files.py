@@ -68,3 +68,12 @@ def process_files(inputs: list[str], out_dir: str, fn: Callable[[np.ndarray], np
             failed += 1
     bar.close()
     return written, failed
+
+
+def add_output_options(s, *, ext_help: str) -> None:
+    """What upscale and translate share: output naming, the pixel guard, the device, progress."""
+    s.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
+    s.add_argument("--ext", help=ext_help)
+    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--no-progress", action="store_true")

@@ -2,6 +2,8 @@
 signature, its service endpoint (POST /v1/generate) and `genforge eval` (FID/KID against the
 training data, class coverage and label accuracy with the shipped digits classifier)."""
 
+from pathlib import Path
+
 import torch
 from fastapi import HTTPException
 from fastapi.responses import Response
@@ -9,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from genforge.data import load_dataset
 from genforge.data.grid import save_grid, to_grid, to_uint8
-from genforge.data.io import encode_image
+from genforge.data.io import encode_image, write_image
 from genforge.deploy.infer import InferenceWrapper, OnnxSignature
 from genforge.errors import UserError
 from genforge.models.sampling import generate, interpolation_latents
@@ -148,6 +150,21 @@ class Generation(InferenceWrapper):
             result["accuracy_per_label"] = per_label
         return result
 
+    @classmethod
+    def add_commands(cls, sub) -> None:
+        s = sub.add_parser("sample", help="draw samples from a generator")
+        s.add_argument("model", help="shipped model name, model folder, run directory or .onnx file")
+        s.add_argument("-n", type=int, default=64, help="number of samples")
+        s.add_argument("-o", "--output", required=True, help="grid PNG, or a folder ending in / for one PNG per sample")
+        s.add_argument("--label", type=int, help="class label (conditional models)")
+        s.add_argument("--interpolate", type=int, metavar="STEPS", help="latent interpolation rows with STEPS images each")
+        s.add_argument("--rows", type=int, default=8, help="rows for --interpolate")
+        s.add_argument("--nrow", type=int, default=8, help="images per grid row")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        s.set_defaults(func=cmd_sample)
+
+
 
 def _real_images(cfg: dict) -> torch.Tensor:
     model, data = cfg["model"], cfg["data"]
@@ -166,3 +183,28 @@ def _classifier(cfg: dict):
 @torch.inference_mode()
 def _predict(net, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([net(images[i:i + 512]).argmax(1) for i in range(0, len(images), 512)])
+
+
+def cmd_sample(args) -> int:
+    if args.n < 1 or args.n > 100_000:
+        raise UserError("-n must be between 1 and 100000")
+    gen = Generation(args.model, device=args.device)
+    out = Path(args.output)
+    if args.interpolate:
+        if args.interpolate < 2:
+            raise UserError("--interpolate needs at least 2 steps")
+        images = gen.interpolate(args.rows, args.interpolate, label=args.label, seed=args.seed)
+        nrow = args.interpolate
+    else:
+        images = gen.generate(args.n, label=args.label, seed=args.seed)
+        nrow = args.nrow
+    if args.output.endswith(("/", "\\")) or out.is_dir():
+        for i, img in enumerate(images):
+            write_image(out / f"sample_{i:05d}.png", to_uint8((img + 1) / 2))
+        print(f"wrote {len(images)} images to {out}/")
+    else:
+        if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"):
+            raise UserError(f"-o {out}: give an image file name (.png) or a folder ending in /")
+        save_grid(images, out, nrow=nrow)
+        print(f"wrote {out} ({len(images)} samples)")
+    return 0

@@ -151,7 +151,8 @@ class OnnxSignature:
 class InferenceWrapper:
     """What every family's wrapper shares. Subclasses set `noun` (what the family's models are
     called in errors), `metrics` (what `genforge eval` computes for them), `upload_routes`, and
-    override describe(), onnx_signature(), add_routes() and evaluate() where the family has them."""
+    override describe(), onnx_signature(), add_routes(), add_commands() and evaluate() where the
+    family has them."""
 
     family = ""  # set by register_wrapper
     noun = "model"
@@ -176,6 +177,10 @@ class InferenceWrapper:
     @classmethod
     def add_routes(cls, app, service) -> None:
         """The family's HTTP endpoints (genforge/deploy/serve.py gives `service`)."""
+
+    @classmethod
+    def add_commands(cls, sub) -> None:
+        """The family's own command-line commands (sub: argparse's subparsers)."""
 
     def evaluate(self, metrics: list[str], **options) -> dict:
         raise UserError(f"genforge eval has no metrics for {self.family} models")

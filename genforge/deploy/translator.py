@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from genforge.data.color import match_channels
 from genforge.data.pair_folders import read_translation
 from genforge.data.io import decode_image, encode_image, read_image, read_label_map
+from genforge.deploy.files import add_output_options, process_files
 from genforge.deploy.infer import (InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
                                    split_image, to_pil, to_tensor, with_alpha)
 from genforge.errors import UserError
@@ -233,6 +234,19 @@ class Translator(InferenceWrapper):
         result["per_image"] = per_image
         return result
 
+    @classmethod
+    def add_commands(cls, sub) -> None:
+        s = sub.add_parser("translate", help="image-to-image translation (Pix2Pix, CycleGAN, SPADE) of files or folders")
+        s.add_argument("model", help="shipped model name (pix2pix-edges2photos, ...), model folder, run directory or .onnx")
+        s.add_argument("inputs", nargs="+", help="image files or folders (SPADE: label maps of class ids)")
+        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
+        s.add_argument("--direction", default="a2b", choices=("a2b", "b2a"), help="CycleGAN: which generator")
+        s.add_argument("--style", help="SPADE with a style encoder: take the style from this photo")
+        s.add_argument("--seed", type=int, help="SPADE with a style encoder: a random style from this seed")
+        add_output_options(s, ext_help="output format (default png)")
+        s.set_defaults(func=cmd_translate)
+
+
 
 def _rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
@@ -248,3 +262,18 @@ def _tiles(images: list[np.ndarray], size: int = 64) -> torch.Tensor:
             for left in range(0, x.shape[2] - size + 1, size):
                 tiles.append(x[:, top:top + size, left:left + size])
     return torch.stack(tiles)
+
+
+def cmd_translate(args) -> int:
+    tr = Translator(args.model, device=args.device)
+    style = read_image(args.style) if args.style else None
+    if style is not None or args.seed is not None:
+        tr.style_code(style, args.seed)  # refuse --style/--seed for models without a style encoder, once
+    tr.network(args.direction)  # refuse a wrong direction before touching any file
+    written, failed = process_files(
+        args.inputs, args.output,
+        lambda img: tr.translate_array(img, direction=args.direction, style=style, seed=args.seed),
+        suffix=args.suffix, ext=args.ext or "png", max_pixels=args.max_pixels, progress=not args.no_progress,
+        reader=tr.read)
+    print(f"translated {written} image(s) into {args.output}" + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0

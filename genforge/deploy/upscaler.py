@@ -2,6 +2,7 @@
 third-party weights alike), its ONNX signature, its service endpoint (POST /v1/upscale) and the
 benchmark evaluation behind `genforge eval-sr`."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from fastapi.responses import Response
 from genforge.data.color import match_channels, rgb_to_ycbcr, ycbcr_to_rgb
 from genforge.data.degrade import imresize
 from genforge.data.io import decode_image, encode_image, read_image
+from genforge.checkpoint_files import save_text
+from genforge.deploy.files import add_output_options, process_files
 from genforge.deploy.infer import (InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
                                    split_image, tiled, to_pil, to_tensor, with_alpha)
 from genforge.errors import UserError
@@ -128,6 +131,33 @@ class Upscaler(InferenceWrapper):
         raise UserError("super-resolution models are scored on a benchmark set: genforge eval-sr MODEL "
                         "--benchmark ../shared/benchmarks/Set5 --scale N")
 
+    @classmethod
+    def add_commands(cls, sub) -> None:
+        s = sub.add_parser("upscale", help="super-resolve images or folders")
+        s.add_argument("model", nargs="?", help="shipped model name (isrnet-x2, ...), model folder, run directory "
+                                                "or .onnx file; omitted with --weights")
+        s.add_argument("inputs", nargs="*", help="image files or folders (recursive)")
+        s.add_argument("--weights", metavar="FILE", help="third-party super-resolution weights (.pth, .pt, .ckpt, "
+                                                         ".safetensors: ESRGAN, Real-ESRGAN, SwinIR, ...) via spandrel")
+        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
+        s.add_argument("--tile", type=int, default=0, help="process in tiles of this many LR pixels (0 = whole image)")
+        s.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: the receptive-field radius)")
+        add_output_options(s, ext_help="output format (png, jpg, ...); default: the input's")
+        # with an optional model, argparse takes both positionals at their first appearance: inputs given
+        # after an option (upscale MODEL -o out/ in.png) arrive as leftovers and are added here
+        s.set_defaults(func=cmd_upscale, leftover_inputs="inputs")
+
+        s = sub.add_parser("eval-sr", help="PSNR/SSIM on a benchmark set with the published protocol")
+        s.add_argument("model", help="model name, folder, run directory, or 'bicubic'")
+        s.add_argument("--benchmark", required=True, help="folder with HR/ and LR_bicubic/X{s}/ (e.g. Set5)")
+        s.add_argument("--scale", type=int, required=True)
+        s.add_argument("--mode", choices=("y", "rgb"), default="y", help="Y of BT.601 (papers) or RGB")
+        s.add_argument("--self-ensemble", action="store_true", help="average the 8 flipped/rotated outputs")
+        s.add_argument("--tile", type=int, default=0)
+        s.add_argument("-o", "--output", help="write the per-image table as JSON")
+        s.set_defaults(func=cmd_eval_sr)
+
+
 
 def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile: int = 0):
     """(lr array, scale) -> sr array, for a model name/path or the 'bicubic' baseline."""
@@ -180,3 +210,39 @@ def format_sr_table(result: dict, baseline: dict | None = None) -> str:
         row += f"{baseline['psnr']:>10.2f}{result['psnr'] - baseline['psnr']:>+8.2f}"
     lines.append(row)
     return "\n".join(lines)
+
+
+def cmd_upscale(args) -> int:
+    if args.tile and args.tile < 16:
+        raise UserError("--tile must be 0 (off) or at least 16 pixels")
+    inputs = [args.model, *args.inputs] if args.model else []
+    if args.weights:  # no model positional: the first one is an input
+        from genforge.deploy.pretrained import names_a_model
+        from genforge.deploy.thirdparty import load_weights
+        if inputs and names_a_model(inputs[0]):
+            raise UserError(f"give a model or --weights, not both ({inputs[0]} is a model)")
+        if not inputs:
+            raise UserError("upscale needs at least one input image or folder")
+        up = Upscaler(args.weights, opened=load_weights(args.weights, args.device))
+    else:
+        if len(inputs) < 2:
+            raise UserError("upscale needs a model (or --weights FILE) and at least one input image or folder")
+        inputs = inputs[1:]
+        up = Upscaler(args.model, device=args.device)
+    written, failed = process_files(inputs, args.output,
+                                    lambda img: up.upscale_array(img, tile=args.tile, overlap=args.overlap),
+                                    suffix=args.suffix, ext=args.ext, max_pixels=args.max_pixels,
+                                    progress=not args.no_progress)
+    print(f"upscaled {written} image(s) x{up.scale} into {args.output}" + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_eval_sr(args) -> int:
+    result = evaluate_sr(args.model, args.benchmark, args.scale, mode=args.mode,
+                         self_ensemble=args.self_ensemble, tile=args.tile)
+    baseline = evaluate_sr("bicubic", args.benchmark, args.scale, mode=args.mode) if args.model != "bicubic" else None
+    print(format_sr_table(result, baseline))
+    if args.output:
+        save_text(Path(args.output), json.dumps({"result": result, "bicubic": baseline}, indent=2) + "\n")
+        print(f"wrote {args.output}")
+    return 0

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from genforge.checkpoint_files import all_checkpoints, latest, load, path_for  # noqa: F401  (the engine's API)
+from genforge.checkpoint_files import all_checkpoints, latest, load, path_for, save_text  # noqa: F401  (the engine's API)
+
 
 def save_atomic(obj, path: Path) -> None:
     path = Path(path)
@@ -37,10 +38,3 @@ def is_finite_state(obj) -> bool:
     if isinstance(obj, (list, tuple)):
         return all(is_finite_state(v) for v in obj)
     return True
-
-
-def save_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
