@@ -55,3 +55,14 @@ class TrainConfig(Strict):
     max_nonfinite: int = Field(5, ge=1, description="Non-finite steps in a row before restoring.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="CPU threads (0 = the cores this process may use).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description=(
+        "Forward passes under autocast in this dtype; backward and optimizer steps stay fp32. fp16 adds "
+        "a GradScaler per optimizer; bf16 needs none and suits instance-norm networks (translation). "
+        "On CPUs without fast bf16 (this one) it is correct but slow."))
+    channels_last: bool = Field(False, description="Networks in channels-last memory format (faster "
+                                                   "convolutions on recent GPUs).")
+    compile: bool = Field(False, description="torch.compile the networks (not a WGAN-GP critic: "
+                                             "compile has no double backward).")
+    prefetch: Literal["auto", "on", "off"] = Field("auto", description=(
+        "Build the next SR/translation batches in a background thread (pinned memory, non-blocking "
+        "copies); auto: on CUDA only, where the GPU would otherwise wait for the CPU crops."))

@@ -4,7 +4,6 @@ family's data checks, the deployed network gives finite outputs of the right sha
 round-trips through genforge.load, ONNX export matches PyTorch in ONNX Runtime, and `init:` starts
 the task from the folder's weights. Registering a model that breaks any of this fails here."""
 
-import copy
 from typing import get_args
 
 import pytest
@@ -13,25 +12,15 @@ import torch
 import genforge
 from genforge import registry
 from genforge.checkpoint_files import ModelSource
-from genforge.config import validate
 from genforge.deploy.export import export_onnx
 from genforge.deploy.pretrained import write_folder
 from genforge.engine.distributed import Dist
 from genforge.errors import ConfigError
 from genforge.tasks.base import Task
+from tests.conftest import tiny_config
 from genforge.train import init_weights
 
 PAIRS = registry.trainable_pairs()
-
-
-def tiny_config(kind: str, name: str, **extra):
-    task_row, model_row = registry.task_row(kind), registry.model_row(name)
-    tiny = copy.deepcopy(task_row.tiny)
-    raw = {"name": "tiny", "seed": 0, "data": tiny.get("data", {}),
-           "model": {"name": name, **model_row.tiny, **tiny.get("model", {})},
-           "task": {"kind": kind, **tiny.get("task", {})},
-           "train": {"steps": 2, "threads": 1, "device": "cpu", **tiny.get("train", {})}, **extra}
-    return validate(raw)
 
 
 def test_registries_are_consistent():

@@ -21,6 +21,7 @@ on float B x C x H x W tensors in [0, 1] and draw all randomness from an optiona
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -89,6 +90,19 @@ def _resize_dim(x: torch.Tensor, dim: int, out_length: int, scale: float, antial
     of small ones stalls on thread synchronisation when the cores are busy.
     """
     in_length = x.shape[dim]
+    run, local = _resize_operator(in_length, out_length, float(scale), bool(antialias), x.device, x.dtype)
+    moved = x.movedim(dim, 0)  # the resized axis first, the rest flattened behind it: one 2-D matrix
+    rows = moved.contiguous().view(in_length, -1)
+    gathered = rows.index_select(0, run.flatten()).view(*run.shape, -1)
+    out = torch.bmm(local, gathered).view(-1, *moved.shape[1:])
+    return out[:out_length].movedim(0, dim)
+
+
+@functools.lru_cache(maxsize=128)
+def _resize_operator(in_length: int, out_length: int, scale: float, antialias: bool, device: torch.device,
+                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input rows each block reads, blocks x block x span weights), once per size, scale and device:
+    training resizes the same sizes every step (LR patches, LapSRN's targets); no copies per call."""
     index, weights = _contributions(in_length, out_length, scale, antialias)
     taps = index.shape[1]
     block = max(8, math.ceil(taps * scale))  # inputs read per block ~ 2 x taps
@@ -101,13 +115,7 @@ def _resize_dim(x: torch.Tensor, dim: int, out_length: int, scale: float, antial
     local = torch.zeros(blocks, block, span, dtype=torch.float64)
     local.scatter_add_(2, index - low.view(-1, 1, 1), weights)  # mirrored taps may coincide
     run = (low.view(-1, 1) + torch.arange(span)).clamp_(max=in_length - 1)  # zero weight past the end
-    # the resized axis first, everything else flattened behind it: one contiguous 2-D matrix
-    moved = x.movedim(dim, 0)
-    rest = moved.shape[1:]
-    rows = moved.contiguous().view(in_length, -1)
-    gathered = rows.index_select(0, run.flatten().to(x.device)).view(blocks, span, -1)
-    out = torch.bmm(local.to(x.device, x.dtype), gathered).view(blocks * block, *rest)
-    return out[:out_length].movedim(0, dim)
+    return run.to(device), local.to(device, dtype)
 
 
 def _output_size(

@@ -60,6 +60,8 @@ def _to_chw(array: np.ndarray, channels: int) -> torch.Tensor:
 
 
 class SRPatches:
+    host_side = True  # cut on the CPU: engine.batches.Prefetcher may build them ahead
+
     def __init__(self, images: list[np.ndarray], *, scale: int, patch_size: int, batch_size: int, seed: int,
                  channels: int = 3, scale_jitter=(1.0,), flips: bool = True, rot90: bool = True,
                  degradation=None, brightness: float = 0.0, contrast: float = 0.0, noise: float = 0.0,
@@ -269,6 +271,8 @@ class TranslationPatches:
     Images smaller than ``patch_size`` are skipped with one warning; ``scale_jitter`` adds
     downscaled copies (bicubic for images, nearest for label maps).
     """
+
+    host_side = True  # cut on the CPU: engine.batches.Prefetcher may build them ahead
 
     def __init__(self, data: TranslationData, *, patch_size: int, batch_size: int, seed: int,
                  flips: bool = True, scale_jitter=(1.0,), device=torch.device("cpu"), rank: int = 0):

@@ -1,9 +1,11 @@
-"""Running an image-to-image model over files and folders (upscale, translate).
+"""Running an image-to-image model over files and folders (upscale, translate), and the command-line
+options the model-running commands share (output naming, --tile, --half, --provider).
 
 Each output keeps its input's name (plus an optional suffix) in the output folder, is written to
 a temporary name and renamed, so a crash never leaves half an image. Bad inputs are reported one
 line each and counted; the others are still processed."""
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from genforge.data.io import IMAGE_EXTENSIONS, list_image_files, read_image, write_image
+from genforge.deploy.infer import AUTO, MIN_TILE
 from genforge.errors import BadImageError, UserError
 
 LOSSY_8BIT = {".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
@@ -77,3 +80,33 @@ def add_output_options(s, *, ext_help: str) -> None:
     s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     s.add_argument("--no-progress", action="store_true")
+
+
+def tile_option(text: str):
+    """argparse type of --tile: 'auto' or a number of input pixels (0: the whole image)."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of pixels, got {text!r}") from None
+
+
+def add_tile_option(s, extra: str = "") -> None:
+    s.add_argument("--tile", type=tile_option, default=AUTO, metavar="auto|N",
+                   help="process in tiles of N input pixels a side (bounded memory for any image size): 0 = the "
+                        "whole image; auto (default) = on CUDA the largest tile that fits half the free GPU memory "
+                        "at the model's measured bytes per pixel, on the CPU the whole image" + extra)
+
+
+def check_tile(tile) -> None:
+    if tile != AUTO and (tile < 0 or 0 < tile < MIN_TILE):
+        raise UserError(f"--tile must be auto, 0 (whole image) or at least {MIN_TILE} pixels")
+
+
+def add_runtime_options(s) -> None:
+    """--half and --provider, for every command that runs a model (upscale, translate, sample)."""
+    s.add_argument("--half", action="store_true", help="CUDA only: run the network in 16-bit floats (about "
+                                                       "half the memory, faster on tensor cores)")
+    s.add_argument("--provider", choices=("cpu", "cuda"), help="ONNX Runtime execution provider for .onnx "
+                                                               "models (default cpu; cuda with --device cuda)")

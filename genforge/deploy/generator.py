@@ -157,7 +157,8 @@ class Generation(InferenceWrapper):
         s.add_argument("-n", type=int, default=64, help="number of samples")
         s.add_argument("-o", "--output", required=True, help="grid PNG, or a folder ending in / for one PNG per sample")
         s.add_argument("--label", type=int, help="class label (conditional models)")
-        s.add_argument("--interpolate", type=int, metavar="STEPS", help="latent interpolation rows with STEPS images each")
+        s.add_argument("--interpolate", type=int, metavar="STEPS",
+                       help="latent interpolation rows with STEPS images each")
         s.add_argument("--rows", type=int, default=8, help="rows for --interpolate")
         s.add_argument("--nrow", type=int, default=8, help="images per grid row")
         s.add_argument("--seed", type=int, default=0)

@@ -1,9 +1,11 @@
 """The one inference base: opening a model (torch or ONNX), and what every family's wrapper does
 around its network: 8/16-bit and alpha handling, float conversion, padding to the network's size
-multiple and cropping back, clamping and quantising, tiling with overlap. The wrappers (one per
-family, registered with genforge.registry.register_wrapper) are used by the CLI, the Python API,
-ONNX Runtime and the HTTP service alike."""
+multiple and cropping back, clamping and quantising, tiling with overlap, the tile size `auto`
+picks, half-precision inference. The wrappers (one per family, registered with
+genforge.registry.register_wrapper) are used by the CLI, the Python API, ONNX Runtime and the HTTP
+service alike."""
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,13 +23,17 @@ def is_onnx(name_or_path) -> bool:
     return str(name_or_path).lower().endswith(".onnx")
 
 
-def open_model(name_or_path: str, device: str, source=None):
+def open_model(name_or_path: str, device: str, source=None, *, provider: str | None = None):
     """(source, module, device): the torch network, or for an .onnx file an ONNX Runtime runner
-    with the same call signature (CPU), so the wrappers serve both unchanged."""
+    with the same call signature (tensors in and out on the CPU), so the wrappers serve both
+    unchanged. ONNX Runtime's execution provider is `provider`, or cuda when device is 'cuda'
+    (an explicit request: a missing CUDA provider is an error, not a silent CPU run), else cpu."""
     if is_onnx(name_or_path) and source is None:
         from genforge.deploy.export import OnnxRunner
-        runner = OnnxRunner(name_or_path)
+        runner = OnnxRunner(name_or_path, provider=provider or ("cuda" if device == "cuda" else "cpu"))
         return ModelSource(runner.name, runner.config, {}), runner, torch.device("cpu")
+    if provider is not None:
+        raise UserError(f"--provider {provider}: applies to .onnx models only (PyTorch models use --device)")
     source = source or read_source(name_or_path)
     device = select_device(device)
     return source, build_export_module(source, device), device
@@ -41,10 +47,14 @@ def family_of_source(source: ModelSource) -> str:
     return registry.family_of(kind)
 
 
-def load(name_or_path: str, device: str = "auto"):
-    """The inference wrapper for a shipped model name, a model folder, a run directory or .onnx file."""
-    opened = open_model(name_or_path, device)  # read the file once; the wrapper takes it as it is
-    return registry.wrapper_row(family_of_source(opened[0])).wrapper(name_or_path, opened=opened)
+def load(name_or_path: str, device: str = "auto", *, provider: str | None = None, half: bool = False):
+    """The inference wrapper for a shipped model name, a model folder, a run directory or .onnx file
+    (provider, half: see open_model and InferenceWrapper.use_half)."""
+    opened = open_model(name_or_path, device, provider=provider)  # read once; the wrapper takes it as it is
+    wrapper = registry.wrapper_row(family_of_source(opened[0])).wrapper(name_or_path, opened=opened)
+    if half:
+        wrapper.use_half()
+    return wrapper
 
 
 # --- arrays <-> tensors ------------------------------------------------------------------------
@@ -117,6 +127,68 @@ def tiled(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, tile:
     return out
 
 
+# --- how large a tile: `auto` ------------------------------------------------------------------
+AUTO = "auto"
+MIN_TILE = 16
+MAX_AUTO_TILE = 2048  # GPU throughput is saturated far below this; it bounds each tile's host-side float copy
+CUDA_BUDGET_FRACTION = 0.5  # headroom for allocator fragmentation, cuDNN's size-dependent workspace, neighbours
+PROBE_SIDE = 128
+ONNX_CUDA_TILE = 512  # ONNX Runtime's arena is invisible to torch's allocator, so nothing can be measured
+
+
+def auto_tile_size(available_bytes: float, bytes_per_pixel: float, *, multiple: int = 1, overlap: int = 0,
+                   fraction: float = CUDA_BUDGET_FRACTION) -> int:
+    """The largest square tile (input pixels a side, a multiple of `multiple`) whose read window, the
+    tile plus `overlap` (rounded up to the multiple, as `tiled` does) on each side, fits `fraction`
+    of the available memory at `bytes_per_pixel`; at least MIN_TILE, at most MAX_AUTO_TILE. A pure
+    function of the budget, so a CPU memory budget can use it as well as the GPU's free memory."""
+    pad = overlap + (-overlap) % multiple
+    window = math.isqrt(int(max(available_bytes, 0) * fraction / max(bytes_per_pixel, 1e-9)))
+    tile = min(window - 2 * pad, MAX_AUTO_TILE)
+    tile -= tile % multiple
+    return max(tile, MIN_TILE + (-MIN_TILE) % multiple)
+
+
+def cuda_available_bytes(device: torch.device) -> int:
+    """Free device memory plus what torch's caching allocator holds unused: both can take a tile."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def measure_bytes_per_pixel(run: Callable[[torch.Tensor], torch.Tensor], channels: int, multiple: int,
+                            device: torch.device) -> float:
+    """Peak CUDA memory of one call of run on a PROBE_SIDE probe, per input pixel. Measured rather
+    than derived from the layers, so that skip connections, the bicubic base, the chroma path, the
+    output and cuDNN's workspace all count; the probe's fixed costs only make it conservative.
+    Convolutional networks grow linearly with the pixels; an attention block grows faster, which
+    the budget's headroom and run_tiled's halving on out-of-memory absorb."""
+    side = PROBE_SIDE + (-PROBE_SIDE) % multiple
+    probe = torch.zeros(1, channels, side, side)
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    run(probe)
+    torch.cuda.synchronize(device)
+    return max(torch.cuda.max_memory_allocated(device) - base, 1) / (side * side)
+
+
+def half_precision(modules: list[torch.nn.Module], dtype: torch.dtype) -> None:
+    """Every module's weights in dtype, its floating inputs cast to dtype on the way in and its
+    output back to float32 on the way out: the wrappers' code around the network (padding,
+    colour conversion, quantising) stays in float32, and callers the wrappers do not own (the
+    sampling loop, a generator pair's inner networks) need no change."""
+    def cast_in(_, args):
+        return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+    def cast_out(_, __, out):
+        return out.float() if isinstance(out, torch.Tensor) else out
+
+    for module in modules:
+        module.to(dtype)
+        module.register_forward_pre_hook(cast_in)
+        module.register_forward_hook(cast_out)
+
+
 def read_input(image, reader):
     """A path, PIL image or array -> an array, for the Python one-liners."""
     from PIL import Image
@@ -159,12 +231,83 @@ class InferenceWrapper:
     hint = ""
     metrics: tuple[str, ...] = ()
     upload_routes: dict[str, int] = {}  # service route -> image files a request may carry (body limit)
+    multiple = 1  # the network's size multiple (the tiles' alignment)
+    dtype = torch.float32  # the network's, after use_half
+    half_dtype = torch.float16  # what --half uses: fp16 keeps 11 significant bits, bf16 only 8
 
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
         self.source, self.module, self.device = opened or open_model(name_or_path, device, source)
         family = family_of_source(self.source)
         if family != self.family:
             raise UserError(f"model {self.source.name!r} is a {family} model, not a {self.noun}{self.hint}")
+        self._bytes_per_pixel: dict = {}
+
+    @classmethod
+    def from_options(cls, model: str, args, *, opened=None):
+        """The wrapper a command's --device, --provider and --half ask for."""
+        if opened is not None and args.provider:
+            raise UserError(f"--provider {args.provider}: applies to .onnx models only (PyTorch models use --device)")
+        wrapper = cls(model, opened=opened or open_model(model, args.device, provider=args.provider))
+        if args.half:
+            wrapper.use_half()
+        return wrapper
+
+    def half_modules(self) -> list[torch.nn.Module]:
+        """The modules the wrapper calls (a subclass adds e.g. a generator pair's directions)."""
+        return [self.module]
+
+    def use_half(self) -> None:
+        """Inference in 16-bit floats (half_dtype) on CUDA. Refused on the CPU, where half-precision
+        convolutions are slow or missing and would only lose accuracy, and for .onnx files, which run
+        in the precision they were exported in."""
+        if not isinstance(self.module, torch.nn.Module):
+            raise UserError("--half applies to PyTorch models: an .onnx file runs in the float32 it was exported in")
+        if self.device.type != "cuda":
+            raise UserError("--half needs a CUDA device (on the CPU 16-bit inference is slow and less exact): "
+                            "drop --half, or run on a GPU with --device cuda")
+        dtype = self.half_dtype
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            dtype = torch.float16  # GPUs before Ampere have no bfloat16 convolutions
+        half_precision(self.half_modules(), dtype)
+        self.dtype = dtype
+        self._bytes_per_pixel.clear()
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda" or getattr(self.module, "provider", "cpu") == "cuda"
+
+    def tile_size(self, tile, run: Callable, channels: int, overlap: int, key=None) -> int:
+        """What `tile` means here: a number as given; auto on CUDA the largest tile that fits the
+        free memory at this network's measured bytes per pixel (measured once per key: input
+        channels or direction), on the CPU 0 (the whole image, as before: the CPU's memory budget
+        is chosen elsewhere)."""
+        if tile != AUTO:
+            return int(tile or 0)
+        if not self.on_cuda:
+            return 0
+        if not isinstance(self.module, torch.nn.Module):
+            return max(self.multiple, ONNX_CUDA_TILE - ONNX_CUDA_TILE % self.multiple)
+        if key not in self._bytes_per_pixel:
+            self._bytes_per_pixel[key] = measure_bytes_per_pixel(run, channels, self.multiple, self.device)
+        return auto_tile_size(cuda_available_bytes(self.device), self._bytes_per_pixel[key],
+                              multiple=self.multiple, overlap=overlap)
+
+    def run_tiled(self, run: Callable, x: torch.Tensor, *, tile, overlap: int, scale: int, peak: int,
+                  signed: bool = False, key=None) -> np.ndarray:
+        """infer.tiled at the tile `tile` resolves to. An auto tile that still runs out of GPU memory
+        (other processes, an attention block's quadratic growth) is halved and the image redone; a
+        tile the user chose is theirs to change, so that is one clear error instead."""
+        chosen = self.tile_size(tile, run, x.shape[0], overlap, key)
+        while True:
+            try:
+                return tiled(run, x, tile=chosen, overlap=overlap, scale=scale, multiple=self.multiple, peak=peak,
+                             signed=signed)
+            except torch.cuda.OutOfMemoryError:
+                chosen = min(chosen or max(x.shape[1:]), max(x.shape[1:])) // 2
+                if tile != AUTO or chosen < MIN_TILE:
+                    given = {0: "the whole image", AUTO: f"{MIN_TILE}-pixel tiles"}.get(tile, f"--tile {tile}")
+                    raise UserError(f"out of GPU memory with {given}: pass a smaller --tile") from None
+            torch.cuda.empty_cache()  # outside the except: the failed tile's tensors died with its traceback
 
     def describe(self) -> dict:
         """What /v1/models and the page show."""

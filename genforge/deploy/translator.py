@@ -38,7 +38,8 @@ class Translator(InferenceWrapper):
         self.out_channels = int(self.module.out_channels)
         self.label_nc = int(getattr(self.module, "label_nc", 0) or 0)
         self.use_style = bool(getattr(self.module, "use_style", False))
-        self.two_way = hasattr(self.module, "direction") or self.kind == "cyclegan"
+        # a generator pair (CycleGAN), or an ONNX file exported from one (which holds A -> B only)
+        self.two_way = hasattr(self.module, "direction") or getattr(self.module, "directions", 1) == 2
 
     def describe(self) -> dict:
         return {**super().describe(), "kind": self.kind, "label_nc": self.label_nc, "style": self.use_style,
@@ -86,7 +87,7 @@ class Translator(InferenceWrapper):
         if bad.size:
             raise UserError(f"class id {int(bad[0])} is out of range: model {self.source.name!r} has "
                             f"label_nc {self.label_nc} (ids 0..{self.label_nc - 1}, 255 = don't care)")
-        return one_hot_labels(torch.from_numpy(ids)[None], self.label_nc)
+        return one_hot_labels(torch.from_numpy(ids)[None], self.label_nc, check=False)  # checked above
 
     @torch.inference_mode()
     def style_code(self, style: np.ndarray | None, seed: int | None) -> torch.Tensor | None:
@@ -155,7 +156,8 @@ class Translator(InferenceWrapper):
             checks={"random": inputs(2, 2 * s, s), "random_other_size": inputs(1, s + m, 3 * s)},
             meta={"channels": int(module.out_channels), "size_multiple": m, "in_channels": in_channels,
                   "out_channels": int(module.out_channels), "label_nc": label_nc, "use_style": int(use_style),
-                  "z_dim": int(getattr(module, "z_dim", 0) or 0)},
+                  "z_dim": int(getattr(module, "z_dim", 0) or 0),
+                  "directions": 2 if hasattr(module, "direction") else 1},
             output_shape=lambda x, *_: (len(x), int(module.out_channels), *x.shape[2:]))
 
     @classmethod
@@ -236,8 +238,10 @@ class Translator(InferenceWrapper):
 
     @classmethod
     def add_commands(cls, sub) -> None:
-        s = sub.add_parser("translate", help="image-to-image translation (Pix2Pix, CycleGAN, SPADE) of files or folders")
-        s.add_argument("model", help="shipped model name (pix2pix-edges2photos, ...), model folder, run directory or .onnx")
+        s = sub.add_parser("translate",
+                           help="image-to-image translation (Pix2Pix, CycleGAN, SPADE) of files or folders")
+        s.add_argument("model", help="shipped model name (pix2pix-edges2photos, ...), model folder, run directory "
+                                     "or .onnx")
         s.add_argument("inputs", nargs="+", help="image files or folders (SPADE: label maps of class ids)")
         s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
         s.add_argument("--direction", default="a2b", choices=("a2b", "b2a"), help="CycleGAN: which generator")

@@ -15,9 +15,9 @@ from genforge.data.color import match_channels, rgb_to_ycbcr, ycbcr_to_rgb
 from genforge.data.degrade import imresize
 from genforge.data.io import decode_image, encode_image, read_image
 from genforge.checkpoint_files import save_text
-from genforge.deploy.files import add_output_options, process_files
-from genforge.deploy.infer import (InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
-                                   split_image, tiled, to_pil, to_tensor, with_alpha)
+from genforge.deploy.files import add_output_options, add_runtime_options, add_tile_option, check_tile, process_files
+from genforge.deploy.infer import (AUTO, InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
+                                   split_image, to_pil, to_tensor, with_alpha)
 from genforge.errors import UserError
 from genforge.registry import register_wrapper
 
@@ -68,15 +68,16 @@ class Upscaler(InferenceWrapper):
             y = self.module(x.contiguous(memory_format=torch.channels_last))
         return y[..., : h * self.scale, : w * self.scale].clamp_(0, 1).float().cpu()
 
-    def upscale_tensor(self, x: torch.Tensor, *, tile: int = 0, overlap: int | None = None,
+    def upscale_tensor(self, x: torch.Tensor, *, tile=AUTO, overlap: int | None = None,
                        out_max: int = 255) -> np.ndarray:
         """x: C x H x W float [0, 1] -> (sH x sW x C) array quantised to out_max (255 or 65535),
-        in tile x tile pieces when tile > 0 (see infer.tiled)."""
-        return tiled(self._run, x, tile=tile, overlap=self.default_overlap if overlap is None else overlap,
-                     scale=self.scale, multiple=self.multiple, peak=out_max)
+        in tile x tile pieces when tile > 0, the whole image for 0, and for auto as
+        InferenceWrapper.tile_size chooses (see infer.tiled)."""
+        return self.run_tiled(self._run, x, tile=tile, overlap=self.default_overlap if overlap is None else overlap,
+                              scale=self.scale, peak=out_max, key=x.shape[0])
 
     # arrays --------------------------------------------------------------------------------
-    def upscale_array(self, image: np.ndarray, *, tile: int = 0, overlap: int | None = None) -> np.ndarray:
+    def upscale_array(self, image: np.ndarray, *, tile=AUTO, overlap: int | None = None) -> np.ndarray:
         """H x W x C (C = 1, 2, 3 or 4) uint8/uint16 -> sH x sW x C of the same dtype."""
         colour, alpha, peak = split_image(image)
         x = to_tensor(colour, peak)
@@ -140,9 +141,10 @@ class Upscaler(InferenceWrapper):
         s.add_argument("--weights", metavar="FILE", help="third-party super-resolution weights (.pth, .pt, .ckpt, "
                                                          ".safetensors: ESRGAN, Real-ESRGAN, SwinIR, ...) via spandrel")
         s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
-        s.add_argument("--tile", type=int, default=0, help="process in tiles of this many LR pixels (0 = whole image)")
+        add_tile_option(s)
         s.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: the receptive-field radius)")
         add_output_options(s, ext_help="output format (png, jpg, ...); default: the input's")
+        add_runtime_options(s)
         # with an optional model, argparse takes both positionals at their first appearance: inputs given
         # after an option (upscale MODEL -o out/ in.png) arrive as leftovers and are added here
         s.set_defaults(func=cmd_upscale, leftover_inputs="inputs")
@@ -153,13 +155,13 @@ class Upscaler(InferenceWrapper):
         s.add_argument("--scale", type=int, required=True)
         s.add_argument("--mode", choices=("y", "rgb"), default="y", help="Y of BT.601 (papers) or RGB")
         s.add_argument("--self-ensemble", action="store_true", help="average the 8 flipped/rotated outputs")
-        s.add_argument("--tile", type=int, default=0)
+        add_tile_option(s, " (tiles read the receptive-field radius around them: the scores do not change)")
         s.add_argument("-o", "--output", help="write the per-image table as JSON")
         s.set_defaults(func=cmd_eval_sr)
 
 
 
-def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile: int = 0):
+def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile=AUTO):
     """(lr array, scale) -> sr array, for a model name/path or the 'bicubic' baseline."""
     from genforge.metrics.psnr_ssim import upscale_bicubic
     if model == "bicubic":
@@ -185,7 +187,7 @@ def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile: 
 
 
 def evaluate_sr(model: str, benchmark: str, scale: int, *, mode: str = "y", self_ensemble: bool = False,
-                tile: int = 0) -> dict:
+                tile=AUTO) -> dict:
     from genforge.metrics.psnr_ssim import evaluate_benchmark, load_benchmark
     images = load_benchmark(benchmark, scale)
     result = evaluate_benchmark(images, scale, sr_upscale_fn(model, scale, self_ensemble=self_ensemble,
@@ -213,8 +215,7 @@ def format_sr_table(result: dict, baseline: dict | None = None) -> str:
 
 
 def cmd_upscale(args) -> int:
-    if args.tile and args.tile < 16:
-        raise UserError("--tile must be 0 (off) or at least 16 pixels")
+    check_tile(args.tile)
     inputs = [args.model, *args.inputs] if args.model else []
     if args.weights:  # no model positional: the first one is an input
         from genforge.deploy.pretrained import names_a_model
@@ -223,12 +224,12 @@ def cmd_upscale(args) -> int:
             raise UserError(f"give a model or --weights, not both ({inputs[0]} is a model)")
         if not inputs:
             raise UserError("upscale needs at least one input image or folder")
-        up = Upscaler(args.weights, opened=load_weights(args.weights, args.device))
+        up = Upscaler.from_options(args.weights, args, opened=load_weights(args.weights, args.device))
     else:
         if len(inputs) < 2:
             raise UserError("upscale needs a model (or --weights FILE) and at least one input image or folder")
         inputs = inputs[1:]
-        up = Upscaler(args.model, device=args.device)
+        up = Upscaler.from_options(args.model, args)
     written, failed = process_files(inputs, args.output,
                                     lambda img: up.upscale_array(img, tile=args.tile, overlap=args.overlap),
                                     suffix=args.suffix, ext=args.ext, max_pixels=args.max_pixels,
@@ -238,6 +239,7 @@ def cmd_upscale(args) -> int:
 
 
 def cmd_eval_sr(args) -> int:
+    check_tile(args.tile)
     result = evaluate_sr(args.model, args.benchmark, args.scale, mode=args.mode,
                          self_ensemble=args.self_ensemble, tile=args.tile)
     baseline = evaluate_sr("bicubic", args.benchmark, args.scale, mode=args.mode) if args.model != "bicubic" else None

@@ -40,3 +40,39 @@ class EpochBatches:
         if self.labels is not None:
             batch["label"] = self.labels[idx]
         return batch
+
+
+class Prefetcher:
+    """Builds the next batches in a background thread while the current step trains, so the device
+    does not wait for CPU-side cropping and degradation (SR, translation). The wrapped object makes
+    its batches on the CPU (its `device` is set to the CPU here); on CUDA they are pinned and copied
+    with non_blocking. batch(step) is a pure function of the step, so the result is the same batch
+    an unprefetched run gets."""
+
+    def __init__(self, batches, device: torch.device, depth: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+        self.batches, self.device, self.depth = batches, torch.device(device), depth
+        batches.device = torch.device("cpu")
+        self.pending: dict[int, object] = {}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genforge-batches")
+
+    def _make(self, step: int) -> dict:
+        batch = self.batches.batch(step)
+        if self.device.type == "cuda":
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+        return batch
+
+    def batch(self, step: int) -> dict:
+        future = self.pending.pop(step, None)
+        for old in [s for s in self.pending if s < step]:  # a jump (restore): drop stale work
+            self.pending.pop(old).cancel()
+        for ahead in range(step + 1, step + 1 + self.depth):
+            if ahead not in self.pending:
+                self.pending[ahead] = self.pool.submit(self._make, ahead)
+        batch = future.result() if future is not None else self._make(step)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def close(self) -> None:
+        for future in self.pending.values():
+            future.cancel()
+        self.pool.shutdown(wait=True)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from genforge.checkpoint_files import all_checkpoints, latest, load, path_for, save_text  # noqa: F401  (the engine's API)
+# the engine's API; reading lives in checkpoint_files, which deployment shares
+from genforge.checkpoint_files import all_checkpoints, latest, load, path_for, save_text  # noqa: F401
 
 
 def save_atomic(obj, path: Path) -> None:

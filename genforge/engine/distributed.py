@@ -34,6 +34,11 @@ def init(device: str = "auto") -> Dist:
         return Dist(device=select_device(device))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     dev = select_device(device, local_rank)
+    if dev.type == "cuda" and local_rank >= torch.cuda.device_count():
+        from genforge.errors import UserError
+        raise UserError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)} processes on this "
+                        f"machine but it has {torch.cuda.device_count()} GPU(s): use --nproc_per_node "
+                        f"{torch.cuda.device_count()} (one process per GPU), or train.device: cpu")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     if dev.type == "cuda":

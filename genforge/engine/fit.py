@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from genforge.engine import checkpoint, distributed
+from genforge.engine.batches import Prefetcher
+from genforge.engine.syncs import host_list
 from genforge.engine.logging import RunLogger
 from genforge.errors import UserError
 
@@ -28,24 +30,32 @@ class Diverged(UserError):
     pass
 
 
-def rng_state() -> dict:
-    """Every RNG a step may draw from, in types torch.load(weights_only=True) accepts."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """Every RNG a step may draw from, in types torch.load(weights_only=True) accepts. Of the GPUs
+    only the training device's generator is saved, so a run resumes on a machine with fewer GPUs."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                        "has_gauss": int(has_gauss), "cached": float(cached)}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Restore rng_state(); the generator states are byte tensors and must be CPU tensors, whatever
+    map_location the checkpoint was read with."""
+    torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and device is not None and device.type == "cuda":
+        if isinstance(cuda, (list, tuple)):  # checkpoints before this version held every GPU's state
+            cuda = cuda[0] if cuda else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda.cpu(), device)
 
 
 def seed_everything(seed: int) -> None:
@@ -100,7 +110,7 @@ class _NonFiniteGuard:
             raise Diverged(f"training diverged: non-finite losses persist after {self.restores - 1} "
                            f"restores with lower learning rates")
         last = checkpoint.latest(self.run_dir) if self.run_dir else None
-        task.load_state_dict(checkpoint.load(last, map_location=self.device)["task"] if last else self.fallback)
+        task.load_state_dict(checkpoint.load(last)["task"] if last else self.fallback)
         task.scale_learning_rate(0.5)
         logger.message(f"step {step}: restored {'step ' + last.stem if last else 'the start'}"
                        f" and halved the learning rates")
@@ -108,7 +118,10 @@ class _NonFiniteGuard:
 
 
 def _mean_metrics(sums: dict, counts: dict) -> dict[str, float]:
-    return {k: float(sums[k]) / counts[k] for k in sums}
+    """The logged means; the device sums come back in one transfer (one sync per log_every steps)."""
+    keys = [k for k in sums if torch.is_tensor(sums[k])]
+    values = dict(zip(keys, host_list(torch.stack([sums[k].float() for k in keys])))) if keys else {}
+    return {k: float(values.get(k, sums[k])) / counts[k] for k in sums}
 
 
 def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | None = None,
@@ -120,14 +133,23 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
     dist = dist or distributed.Dist()
     run_dir = Path(run_dir) if run_dir else None
     step = 0
+    task.set_precision(cfg.precision, channels_last=cfg.channels_last)
+    if dist.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: the fastest kernels are worth finding
+    if cfg.compile:
+        for name in task.compilable():
+            task.networks[name].compile()
     if resume is not None:
-        state = checkpoint.load(resume, map_location=dist.device)
+        # read on the CPU: load_state_dict moves weights and optimizer state to the networks' device,
+        # while the RNG states must stay CPU byte tensors
+        state = checkpoint.load(resume)
         task.load_state_dict(state["task"])
         step = int(state["step"])
         if dist.world_size == 1 or "rng" not in state:
-            set_rng_state(state["rng"])
+            set_rng_state(state["rng"], dist.device)
         else:  # only rank 0's generator state is saved; other ranks reseed deterministically
-            set_rng_state(state["rng"]) if dist.is_main else seed_everything(hash((step, dist.rank)) % 2**31)
+            set_rng_state(state["rng"], dist.device) if dist.is_main else \
+                seed_everything(hash((step, dist.rank)) % 2**31)
     for net in task.networks.values():
         distributed.broadcast_module(net)
 
@@ -145,11 +167,14 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
         path = checkpoint.path_for(run_dir, at)
         checkpoint.save_atomic({"format": 1, "step": at, "task": task_state,
                                 "export": task.export_module().state_dict(),
-                                "rng": rng_state(), "config": config}, path)
+                                "rng": rng_state(dist.device), "config": config}, path)
         checkpoint.prune(run_dir, cfg.keep_last)
         guard.fallback = None
         return path
 
+    if cfg.prefetch == "on" or (cfg.prefetch == "auto" and dist.device.type == "cuda"):
+        if getattr(batches, "host_side", False):
+            batches = Prefetcher(batches, dist.device)
     for cb in callbacks:
         cb.on_start(step, task, logger)
     sums, counts = {}, {}
@@ -159,7 +184,8 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
             while step < cfg.steps:
                 batch = batches.batch(step)
                 task.begin_step()
-                metrics = task.training_step(batch, step)
+                with task.autocast():
+                    metrics = task.training_step(batch, step)
                 task.end_step()
                 step += 1
                 images_seen += len(next(iter(batch.values())))
@@ -185,8 +211,8 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     save(step)
                 stopping = stop.signum is not None
-                if dist.enabled:
-                    stopping = not distributed.all_true(not stopping, dist.device)
+                if dist.enabled:  # ranks agree on stopping every log_every steps: a collective is a sync
+                    stopping = step % cfg.log_every == 0 and not distributed.all_true(not stopping, dist.device)
                 if stopping and step < cfg.steps:
                     path = save(step)
                     # the Interrupted exception carries it to the caller (the CLI prints it once)
@@ -196,6 +222,8 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
             cb.on_end(step, task, logger)
     finally:
         logger.close()
+        if isinstance(batches, Prefetcher):
+            batches.close()
     distributed.barrier()
     return step
 

@@ -31,12 +31,17 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *args) -> torch.Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 on random interpolates."""
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *args, scale=None) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 on random interpolates.
+
+    scale: under fp16, the GradScaler's scale() (the gradient is taken of the scaled scores, so
+    it does not underflow, and divided by the same device tensor again: no host sync)."""
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    scores = critic(x_hat, *args)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    out = critic(x_hat, *args).float().sum()
+    factor = scale(torch.ones((), device=out.device)) if scale is not None else None
+    (grad,) = torch.autograd.grad(out * factor if factor is not None else out, x_hat, create_graph=True)
+    grad = grad.float() / factor if factor is not None else grad
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 

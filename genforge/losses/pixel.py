@@ -11,10 +11,10 @@ def reconstruction(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch
     """Per-image reconstruction error summed over pixels (the ELBO's likelihood term), batch mean.
 
     Images are in [-1, 1]; "bce" treats (x + 1) / 2 as Bernoulli means, "mse" is a unit Gaussian."""
-    if kind == "bce":
-        p = ((pred + 1) / 2).clamp(1e-6, 1 - 1e-6)
-        t = (target + 1) / 2
-        per_pixel = F.binary_cross_entropy(p, t, reduction="none")
+    if kind == "bce":  # in fp32: binary_cross_entropy refuses to run under CUDA autocast
+        with torch.autocast(pred.device.type, enabled=False):
+            p = ((pred.float() + 1) / 2).clamp(1e-6, 1 - 1e-6)
+            per_pixel = F.binary_cross_entropy(p, (target.float() + 1) / 2, reduction="none")
     elif kind == "mse":
         per_pixel = 0.5 * (pred - target) ** 2
     elif kind == "l1":

@@ -3,6 +3,7 @@
 A task owns its networks, optimizers, schedulers, EMA and losses, and steps its own optimizers
 (GAN alternation and n_critic need it). Subclasses fill the dicts and write training_step."""
 
+import contextlib
 import math
 import re
 import warnings
@@ -12,6 +13,9 @@ from torch import nn
 
 from genforge.engine import distributed
 from genforge.engine.ema import EMA
+from genforge.engine.syncs import host_bool
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_optimizer(optim_cfg, params) -> torch.optim.Optimizer:
@@ -41,6 +45,8 @@ class Task:
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.ema: EMA | None = None
         self.skipped_step = False  # set by a step whose loss was not finite
+        self.amp_dtype: torch.dtype | None = None  # autocast dtype of the forward passes (bf16, fp16)
+        self.scalers: dict[str, torch.amp.GradScaler] = {}  # fp16: one per optimizer
 
     # --- what subclasses implement -------------------------------------------------------
     def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
@@ -75,33 +81,68 @@ class Task:
         return None
 
     # --- shared machinery -----------------------------------------------------------------
-    def optimize(self, name: str, loss: torch.Tensor, max_norm: float = 0.0) -> bool:
-        """zero_grad, backward, average gradients across processes, step; refuse non-finite losses
-        and gradients.
+    def set_precision(self, precision: str = "fp32", *, channels_last: bool = False) -> None:
+        """train.precision: autocast dtype for the forward passes; fp16 also gets one GradScaler per
+        optimizer (part of the checkpoint, so resume stays exact). Called by the engine before a
+        resume loads the state."""
+        self.amp_dtype = AMP_DTYPES[precision]
+        self.scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.optimizers} \
+            if precision == "fp16" else {}
+        if channels_last:
+            for net in self.networks.values():
+                net.to(memory_format=torch.channels_last)
 
-        Returns False (and leaves the weights untouched) when the loss is not finite anywhere or a
-        gradient is not finite (after the all-reduce, so every process decides alike)."""
-        opt = self.optimizers[name]
-        finite = distributed.all_true(bool(torch.isfinite(loss.detach())), self.device)
-        if not finite:
-            self.skipped_step = True
-            return False
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for group in opt.param_groups for p in group["params"]]
-        distributed.all_reduce_grads(params)
-        with_grad = [p for p in params if p.grad is not None]
-        # a finite loss can still have an overflowing gradient; one check per step, like AMP's scaler.
-        # With max_norm the gradient is also scaled down to that norm: a huge but finite gradient
-        # would otherwise overflow Adam's second moment and stall the network for good.
-        norm = (torch.nn.utils.clip_grad_norm_(with_grad, max_norm) if max_norm > 0
-                else torch.stack([torch.isfinite(p.grad).all() for p in with_grad]).all()) if with_grad else None
-        if norm is not None and not bool(torch.isfinite(norm).all()):
+    def compilable(self) -> list[str]:
+        """The networks train.compile may compile."""
+        return list(self.networks)
+
+    def autocast(self):
+        """The context the engine runs training_step in: mixed precision where configured."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def full_precision(self):
+        """For what must not run under autocast: backward, optimizer steps, losses that need fp32."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, enabled=False)
+
+    def optimize(self, name: str, loss: torch.Tensor, max_norm: float = 0.0) -> bool:
+        """zero_grad, backward, average gradients across processes, clip (max_norm > 0), step; a
+        non-finite loss or gradient skips the step and leaves the weights untouched.
+
+        One host sync: loss and gradient norm are checked together after backward (a non-finite loss
+        makes non-finite gradients, and after the all-reduce every process sees the same norm, so all
+        decide alike). With fp16 an overflow is the GradScaler's business: the step is skipped and the
+        scale lowered, and only a non-finite loss counts as a skipped step for the engine's guard."""
+        opt, scaler = self.optimizers[name], self.scalers.get(name)
+        with self.full_precision():
             opt.zero_grad(set_to_none=True)
-            self.skipped_step = True
-            return False
-        opt.step()
-        return True
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            params = [p for group in opt.param_groups for p in group["params"]]
+            distributed.all_reduce_grads(params)
+            grads = [p.grad for p in params if p.grad is not None]
+            if scaler is not None:
+                scaler.unscale_(opt)
+            # with max_norm the gradient is also scaled down to that norm: a huge but finite gradient
+            # would otherwise overflow Adam's second moment and stall the network for good
+            if not grads:
+                norm = torch.zeros((), device=self.device)
+            elif max_norm > 0:
+                norm = torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_norm)
+            else:
+                norm = torch.nn.utils.get_total_norm(grads)
+            ok = host_bool(torch.isfinite(norm) & torch.isfinite(loss.detach()).all())
+            if ok:
+                opt.step()
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss_bad = not distributed.all_true(bool(torch.isfinite(loss.detach()).all()), self.device)
+                self.skipped_step = self.skipped_step or scaler is None or loss_bad
+            if scaler is not None:
+                scaler.update()  # lowers the scale after an overflow, raises it after a run of good steps
+        return ok
 
     def begin_step(self) -> None:
         self.skipped_step = False
@@ -133,6 +174,8 @@ class Task:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.scalers:
+            state["scalers"] = {k: v.state_dict() for k, v in self.scalers.items()}
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -145,6 +188,9 @@ class Task:
                 sched.load_state_dict(state["schedulers"][k])
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"])
+            for k, scaler in self.scalers.items():
+                if k in state.get("scalers", {}):  # a run that switches to fp16 starts a fresh scale
+                    scaler.load_state_dict(state["scalers"][k])
         except (KeyError, RuntimeError, ValueError) as err:
             from genforge.errors import UserError
             first = str(err).strip().splitlines()[0][:300]

@@ -121,5 +121,7 @@ class CycleGANTask(TranslationTask):
         super().load_state_dict(state)
         for k, p in self.pools.items():
             p.load_state_dict(state.get("pools", {}).get(k, {"images": None}))
+            if p.images is not None:  # checkpoints are read on the CPU
+                p.images = p.images.to(self.device)
 
 

@@ -68,7 +68,8 @@ class GANTask(GenerativeTask):
         loss_d = d_loss(kind, d_real, d_fake)
         metrics = {"d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
         if kind == "wgan-gp":
-            gp = gradient_penalty(D, real, fake, *extra)
+            scaler = self.scalers.get("d")
+            gp = gradient_penalty(D, real, fake, *extra, scale=scaler.scale if scaler is not None else None)
             loss_d = loss_d + self.cfg.gp_weight * gp
             metrics["gp"] = gp.detach()
         metrics["loss_d"] = loss_d.detach()
@@ -88,6 +89,9 @@ class GANTask(GenerativeTask):
 
     def trained_network(self) -> nn.Module:
         return self.networks["g"]
+
+    def compilable(self) -> list[str]:
+        return ["g"] if self.cfg.loss == "wgan-gp" else ["g", "d"]  # compile has no double backward
 
     def export_module(self) -> nn.Module:
         if self.ema is None:
