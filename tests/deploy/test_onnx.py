@@ -4,48 +4,38 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import yaml
 
 from genforge.data.io import read_image, write_image
 from genforge.deploy.export import OnnxRunner, export_onnx
-from genforge.deploy.infer import Generation, Upscaler
+from genforge.deploy.generator import Generation
+from genforge.deploy.upscaler import Upscaler
 from genforge.deploy.pretrained import build_export_module, read_source
 from genforge.errors import UserError
-from genforge.train import train
-from tests.conftest import run_cli, tiny_raw
-from tests.tasks.test_superres import sr_raw
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx_runs")
-    cgan = tiny_raw()
-    cgan["model"]["num_classes"] = 10
-    lapsrn = sr_raw({"name": "lapsrn", "scale": 3, "channels": 3, "width": 8, "depth": 1}, patch_size=24)
-    out = {}
-    for name, raw in {"isrnet": sr_raw(), "lapsrn": lapsrn, "cgan": cgan}.items():
-        raw["train"].update(steps=2, features="none", threads=1, checkpoint_every=2)
-        if name == "cgan":
-            raw["train"].update(sample_every=100)
-        (root / f"{name}.yaml").write_text(yaml.safe_dump(raw))
-        out[name] = train(str(root / f"{name}.yaml"), run_dir=str(root / name), progress=False)
-    return out
+def folders(tiny_models):
+    """Model folders with random weights: what is tested is the export, not a training."""
+    return {"isrnet": tiny_models["tiny-sr-x2"], "lapsrn": tiny_models["tiny-lapsrn-x3"],
+            "cgan": tiny_models["tiny-cgan"]}
 
 
 @pytest.fixture(scope="module")
-def exported(runs, tmp_path_factory):
+def exported(folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx")
-    return {name: (export_onnx(str(run), root / f"{name}.onnx"), root / f"{name}.onnx") for name, run in runs.items()}
+    return {name: (export_onnx(str(folder), root / f"{name}.onnx"), root / f"{name}.onnx")
+            for name, folder in folders.items()}
 
 
 @pytest.mark.parametrize("name", ["isrnet", "lapsrn", "cgan"])
-def test_export_verifies_and_stores_metadata(exported, runs, name):
+def test_export_verifies_and_stores_metadata(exported, folders, name):
     result, path = exported[name]
     assert all(v <= 1e-4 for v in result["max_abs_diff"].values()), result
     assert len(result["max_abs_diff"]) >= 2
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["genforge_format"] == "1" and '"model"' in meta["config"]
-    module = build_export_module(read_source(str(runs[name])))
+    module = build_export_module(read_source(str(folders[name])))
     runner = OnnxRunner(path)
     if name == "cgan":
         assert meta["task"] == "generation" and meta["latent_dim"] == "8" and meta["num_classes"] == "10"
@@ -66,9 +56,9 @@ def test_export_verifies_and_stores_metadata(exported, runs, name):
             assert y.shape == expected.shape and (y - expected).abs().max() <= 1e-4
 
 
-def test_export_refuses_a_non_onnx_name(runs, tmp_path):
+def test_export_refuses_a_non_onnx_name(folders, tmp_path):
     with pytest.raises(UserError, match=".onnx"):
-        export_onnx(str(runs["isrnet"]), tmp_path / "x.bin")
+        export_onnx(str(folders["isrnet"]), tmp_path / "x.bin")
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +72,9 @@ def image_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("tile", [0, 16])
-def test_cli_upscale_onnx_matches_pytorch(runs, exported, image_file, tmp_path, tile):
+def test_cli_upscale_onnx_matches_pytorch(folders, exported, image_file, tmp_path, tile):
     outs = {}
-    for kind, model in (("torch", runs["isrnet"]), ("onnx", exported["isrnet"][1])):
+    for kind, model in (("torch", folders["isrnet"]), ("onnx", exported["isrnet"][1])):
         res = run_cli("upscale", model, image_file, "-o", tmp_path / kind, "--tile", tile, "--no-progress")
         assert res.returncode == 0, res.stderr
         outs[kind] = read_image(tmp_path / kind / "pic.png").astype(int)
@@ -92,8 +82,8 @@ def test_cli_upscale_onnx_matches_pytorch(runs, exported, image_file, tmp_path, 
     assert np.abs(outs["onnx"] - outs["torch"]).max() <= 1
 
 
-def test_onnx_upscaler_alpha_and_16_bit(runs, exported):
-    torch_up, onnx_up = Upscaler(str(runs["lapsrn"]), device="cpu"), Upscaler(str(exported["lapsrn"][1]))
+def test_onnx_upscaler_alpha_and_16_bit(folders, exported):
+    torch_up, onnx_up = Upscaler(str(folders["lapsrn"]), device="cpu"), Upscaler(str(exported["lapsrn"][1]))
     assert (onnx_up.scale, onnx_up.channels, onnx_up.multiple) == (3, 3, 1)
     assert onnx_up.default_overlap == torch_up.default_overlap
     rng = np.random.default_rng(1)
@@ -105,8 +95,8 @@ def test_onnx_upscaler_alpha_and_16_bit(runs, exported):
         assert np.abs(a - b).max() <= (1 if image.dtype == np.uint8 else 257)
 
 
-def test_onnx_generation_matches_pytorch(runs, exported):
-    a = Generation(str(runs["cgan"]), device="cpu").generate(6, label=3, seed=1)
+def test_onnx_generation_matches_pytorch(folders, exported):
+    a = Generation(str(folders["cgan"]), device="cpu").generate(6, label=3, seed=1)
     b = Generation(str(exported["cgan"][1])).generate(6, label=3, seed=1)
     assert (a - b).abs().max() <= 1e-4
     with pytest.raises(UserError, match="out of range"):
@@ -115,8 +105,8 @@ def test_onnx_generation_matches_pytorch(runs, exported):
         Generation(str(exported["isrnet"][1]))
 
 
-def test_cli_export_and_sample_onnx(runs, tmp_path):
-    res = run_cli("export", runs["cgan"], "--format", "onnx", "-o", tmp_path / "g.onnx")
+def test_cli_export_and_sample_onnx(folders, tmp_path):
+    res = run_cli("export", folders["cgan"], "--format", "onnx", "-o", tmp_path / "g.onnx")
     assert res.returncode == 0, res.stderr
     assert "max abs difference" in res.stdout and (tmp_path / "g.onnx").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]

@@ -11,52 +11,20 @@ import time
 import httpx
 import numpy as np
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from genforge.data.io import decode_image, encode_image
-from genforge.deploy.pretrained import export_folder
 from genforge.deploy.serve import Limits, create_app, load_models
 from genforge.errors import UserError
-from genforge.train import train
 from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def sr_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    raw = {"name": "sr", "seed": 0, "data": {"dataset": "photos"},
-           "model": {"name": "isrnet", "scale": 2, "channels": 3, "width": 8, "levels": 1,
-                     "blocks_per_level": 1, "bottleneck_blocks": 1},
-           "task": {"kind": "superres", "patch_size": 32, "val_images": 0},
-           "train": {"steps": 1, "batch_size": 2, "checkpoint_every": 1, "log_every": 1, "eval_every": 0,
-                     "threads": 1}}
-    cfg = root / "sr.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
-    run = train(str(cfg), run_dir=str(root / "run"), progress=False)
-    return export_folder(str(run), root / "tiny-sr-x2")
-
-
-@pytest.fixture(scope="module")
-def translation_folders(tmp_path_factory):
-    from tests.tasks.test_translation import translation_raw
-    root = tmp_path_factory.mktemp("serve_translation")
-    out = []
-    for kind in ("cyclegan", "spade"):
-        raw = translation_raw(kind)
-        raw["train"].update(steps=1, checkpoint_every=1, eval_every=0)
-        raw["task"]["val_images"] = 0
-        cfg = root / f"{kind}.yaml"
-        cfg.write_text(yaml.safe_dump(raw))
-        run = train(str(cfg), run_dir=str(root / kind), progress=False)
-        out.append(export_folder(str(run), root / f"tiny-{kind}"))
-    return out
-
-
-@pytest.fixture(scope="module")
-def models(sr_folder, translation_folders):
-    return load_models(["digits-wgangp", "digits-cgan", str(sr_folder), *map(str, translation_folders)],
-                       device="cpu")
+def models(tiny_models):
+    """The shipped digits generators and tiny random-weight SR and translation folders (what is tested is
+    the service, not a training)."""
+    tiny = [str(tiny_models[name]) for name in ("tiny-sr-x2", "tiny-cyclegan", "tiny-spade")]
+    return load_models(["digits-wgangp", "digits-cgan", *tiny], device="cpu")
 
 
 @pytest.fixture(scope="module")

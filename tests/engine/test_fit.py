@@ -3,39 +3,11 @@ import os
 import signal
 
 import pytest
-import torch
 
 from genforge.engine import checkpoint
-from genforge.engine.callbacks import Callback
-from genforge.engine.fit import Interrupted
 from genforge.errors import ConfigError, UserError
 from genforge.train import train
-from tests.conftest import run_cli, tiny_raw
-
-
-def weights(run_dir):
-    return checkpoint.load(checkpoint.latest(run_dir))["task"]
-
-
-def flat(state, prefix=""):
-    if isinstance(state, dict):
-        for k, v in state.items():
-            yield from flat(v, f"{prefix}{k}.")
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            yield from flat(v, f"{prefix}{i}.")
-    else:
-        yield prefix, state
-
-
-def assert_same_state(a, b):
-    fa, fb = dict(flat(a)), dict(flat(b))
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        if torch.is_tensor(fa[k]):
-            assert torch.equal(fa[k], fb[k]), k
-        else:
-            assert fa[k] == fb[k], k
+from tests.conftest import assert_same_state, run_cli, straight_and_resumed, tiny_raw, weights
 
 
 def test_gan_run_writes_everything(tmp_path, write_config):
@@ -58,32 +30,17 @@ def test_keep_last(tmp_path, write_config):
     assert [p.name for p in checkpoint.all_checkpoints(out)] == ["step_00000004.pt", "step_00000005.pt"]
 
 
-class SignalAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step(self, step, task, logger):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 @pytest.mark.parametrize("kind, task", [
     ("gan", {"loss": "wgan-gp", "n_critic": 2, "g_optim": {"schedule": "cosine"}}),
     ("gan", {"loss": "hinge", "ema_decay": 0.5}),
     ("vae", {}),
 ])
 def test_interrupt_and_resume_is_exact(tmp_path, write_config, kind, task):
-    raw = tiny_raw(kind, task=task, train={"steps": 7, "checkpoint_every": 100},
+    raw = tiny_raw(kind, task=task, train={"steps": 7, "checkpoint_every": 100, "device": "cpu"},
                    data={"augment": {"hflip": True, "translate": 0.1, "noise": 0.05}})
     if kind == "gan" and task["loss"] == "hinge":
         raw["model"]["num_classes"] = 10
-    cfg = str(write_config(raw))
-    straight = train(cfg, run_dir=str(tmp_path / "straight"), progress=False)
-    with pytest.raises(Interrupted) as stop:
-        train(cfg, run_dir=str(tmp_path / "cut"), progress=False, callbacks=[SignalAt(3)])
-    assert stop.value.step == 3 and stop.value.path.name == "step_00000003.pt"
-    resumed = train(resume=str(tmp_path / "cut"), progress=False)
-    assert resumed == tmp_path / "cut"
+    straight, resumed = straight_and_resumed(str(write_config(raw)), tmp_path, stop_at=3)
     assert_same_state(weights(straight), weights(resumed))
 
 

@@ -11,6 +11,7 @@ from genforge.models.isrnet import ISRNet, ISRNetConfig, measure_receptive_radiu
 from genforge.models.lapsrn import BilinearUpsample2x, LapSRN, LapSRNConfig
 from genforge.models.sr_discriminator import SRDiscriminator, SRDiscriminatorConfig
 from genforge.nn import NonLocalBlock, PixelShuffleUpsample, ResidualBlock
+from tests.conftest import randomise_
 
 ACTIVATIONS = ["relu", "elu", "leaky_relu", "prelu", "sigmoid", "tanh"]
 
@@ -26,14 +27,6 @@ def tiny_lapsrn(**kw) -> LapSRNConfig:
 
 def bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
-
-
-def randomise_(*convs):
-    """Zero-initialised layers hide everything behind them; give them weights to test with."""
-    with torch.no_grad():
-        for conv in convs:
-            conv.weight.normal_(0, 0.3)
-            conv.bias.normal_(0, 0.1)
 
 
 # blocks ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genforge.config import validate
-from genforge.tasks import build_task
+from genforge.registry import build_task
 from tests.conftest import tiny_raw
 
 
