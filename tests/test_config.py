@@ -1,4 +1,3 @@
-
 import pytest
 
 from genforge import config as C
