@@ -34,20 +34,9 @@ from torch import Tensor, nn
 from genforge.data.color import luma
 from genforge.errors import UserError
 
-__all__ = [
-    "DigitsNet",
-    "WEIGHTS_PATH",
-    "NUM_CLASSES",
-    "real_digits",
-    "resize_images",
-    "holdout_split",
-    "train_digits_net",
-    "load_digits_net",
-    "predict_logits",
-    "class_histogram",
-    "classes_covered",
-    "requested_label_fraction",
-]
+__all__ = ["DigitsNet", "WEIGHTS_PATH", "NUM_CLASSES", "real_digits", "resize_images", "holdout_split",
+           "train_digits_net", "load_digits_net", "predict_logits", "class_histogram", "classes_covered",
+           "requested_label_fraction"]
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_net.safetensors"
 NUM_CLASSES = 10
