@@ -206,3 +206,12 @@ def tiny_config(kind: str, name: str, **extra):
            "task": {"kind": kind, **tiny.get("task", {})},
            "train": {"steps": 2, "threads": 1, "device": "cpu", **tiny.get("train", {})}, **extra}
     return validate(raw)
+
+
+def random_folder(root: Path, kind: str, name: str, **model) -> Path:
+    """A model folder with random weights for task `kind` and network `name` (registry tiny sizes;
+    `model` overrides network keys), without training."""
+    raw = tiny_config(kind, name).model_dump(mode="json")
+    raw["model"].update(model)
+    suffix = "".join(f"-{k}-{v}" for k, v in model.items())
+    return tiny_model_folder(root, raw, f"{kind}-{name}{suffix}")

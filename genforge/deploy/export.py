@@ -76,22 +76,45 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
     return {"path": str(out_path), "max_abs_diff": diffs, "opset": opset}
 
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def execution_providers(provider: str) -> list[str]:
+    """ONNX Runtime's provider list for `provider` (cpu or cuda). CUDA keeps the CPU provider
+    behind it for the few operators the CUDA one lacks."""
+    import onnxruntime as ort
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if provider != "cuda":
+        raise UserError(f"--provider {provider!r}: choose cpu or cuda")
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        raise UserError("ONNX Runtime's CUDA provider is not installed: pip install onnxruntime-gpu")
+    return [CUDA_PROVIDER, "CPUExecutionProvider"]
+
+
 class OnnxRunner:
     """An .onnx file made by export_onnx, callable like the torch module it came from
-    (tensors in, tensor out), with the module's attributes read from the metadata."""
+    (tensors in, tensor out, on the CPU: ONNX Runtime copies to and from the GPU with the cuda
+    provider), with the module's attributes read from the metadata."""
 
-    def __init__(self, path):
+    def __init__(self, path, provider: str = "cpu"):
         import onnxruntime as ort
         path = Path(path)
+        providers = execution_providers(provider)
         try:
             options = ort.SessionOptions()
             threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
             options.intra_op_num_threads = threads
             options.log_severity_level = 3
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # noqa: BLE001  (protobuf/ORT errors all mean: not a usable ONNX file)
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise UserError(f"cannot read ONNX model {path}: {first}") from None
+        if provider == "cuda" and self.session.get_providers()[0] != CUDA_PROVIDER:
+            # installed but unusable (no CUDA or cuDNN libraries, no GPU): ORT would run on the CPU silently
+            raise UserError("ONNX Runtime's CUDA provider could not start (CUDA/cuDNN libraries or a GPU missing); "
+                            "use --provider cpu")
+        self.provider = provider
         meta = self.session.get_modelmeta().custom_metadata_map
         if "genforge_format" not in meta or "config" not in meta:
             raise UserError(f"{path} is an ONNX model but not one exported by genforge (no genforge metadata)")

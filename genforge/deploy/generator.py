@@ -12,8 +12,10 @@ from pydantic import BaseModel, Field
 from genforge.data import load_dataset
 from genforge.data.grid import save_grid, to_grid, to_uint8
 from genforge.data.io import encode_image, write_image
+from genforge.deploy.files import add_runtime_options
 from genforge.deploy.infer import InferenceWrapper, OnnxSignature
 from genforge.errors import UserError
+from genforge.metrics.digits_net import class_histogram, load_digits_net, predict_logits, requested_label_fraction
 from genforge.models.sampling import generate, interpolation_latents
 from genforge.registry import register_wrapper
 
@@ -135,8 +137,7 @@ class Generation(InferenceWrapper):
                 result["kid_std"] = scores["kid_std"]
         classifier = _classifier(cfg) if {"coverage", "accuracy"} & set(metrics) else None
         if "coverage" in metrics:
-            pred = _predict(classifier, self.generate(n, seed=seed + 1))
-            frac = torch.bincount(pred, minlength=10).float() / len(pred)
+            frac = class_histogram(predict_logits(classifier, self.generate(n, seed=seed + 1)))
             result["coverage"] = {str(c): round(float(f), 4) for c, f in enumerate(frac)}
             result["coverage_min"] = float(frac.min())
         if "accuracy" in metrics:
@@ -145,7 +146,7 @@ class Generation(InferenceWrapper):
             per_label = {}
             for label in range(self.num_classes):
                 images = self.generate(max(1, n // self.num_classes), label=label, seed=seed + 2 + label)
-                per_label[str(label)] = float((_predict(classifier, images) == label).float().mean())
+                per_label[str(label)] = requested_label_fraction(predict_logits(classifier, images), label)
             result["accuracy"] = sum(per_label.values()) / self.num_classes
             result["accuracy_per_label"] = per_label
         return result
@@ -163,6 +164,7 @@ class Generation(InferenceWrapper):
         s.add_argument("--nrow", type=int, default=8, help="images per grid row")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        add_runtime_options(s)
         s.set_defaults(func=cmd_sample)
 
 
@@ -177,19 +179,13 @@ def _real_images(cfg: dict) -> torch.Tensor:
 def _classifier(cfg: dict):
     if cfg["data"]["dataset"] != "digits":
         raise UserError("coverage and accuracy need the digits classifier: only for models trained on digits")
-    from genforge.metrics.digits_net import load_digits_net
     return load_digits_net()
-
-
-@torch.inference_mode()
-def _predict(net, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([net(images[i:i + 512]).argmax(1) for i in range(0, len(images), 512)])
 
 
 def cmd_sample(args) -> int:
     if args.n < 1 or args.n > 100_000:
         raise UserError("-n must be between 1 and 100000")
-    gen = Generation(args.model, device=args.device)
+    gen = Generation.from_options(args.model, args)
     out = Path(args.output)
     if args.interpolate:
         if args.interpolate < 2:

@@ -265,6 +265,8 @@ class InferenceWrapper:
         if self.device.type != "cuda":
             raise UserError("--half needs a CUDA device (on the CPU 16-bit inference is slow and less exact): "
                             "drop --half, or run on a GPU with --device cuda")
+        if not getattr(self.module, "supports_half", True):
+            raise UserError(f"model {self.source.name!r}: its architecture does not run in 16-bit floats; drop --half")
         dtype = self.half_dtype
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             dtype = torch.float16  # GPUs before Ampere have no bfloat16 convolutions
@@ -276,15 +278,19 @@ class InferenceWrapper:
     def on_cuda(self) -> bool:
         return self.device.type == "cuda" or getattr(self.module, "provider", "cpu") == "cuda"
 
+    def may_tile(self, tile) -> bool:
+        """Whether `tile` can cut an image at all (not 0, not auto on the CPU)."""
+        return self.on_cuda if tile == AUTO else bool(tile)
+
     def tile_size(self, tile, run: Callable, channels: int, overlap: int, key=None) -> int:
         """What `tile` means here: a number as given; auto on CUDA the largest tile that fits the
         free memory at this network's measured bytes per pixel (measured once per key: input
         channels or direction), on the CPU 0 (the whole image, as before: the CPU's memory budget
         is chosen elsewhere)."""
-        if tile != AUTO:
-            return int(tile or 0)
-        if not self.on_cuda:
+        if not self.may_tile(tile):
             return 0
+        if tile != AUTO:
+            return int(tile)
         if not isinstance(self.module, torch.nn.Module):
             return max(self.multiple, ONNX_CUDA_TILE - ONNX_CUDA_TILE % self.multiple)
         if key not in self._bytes_per_pixel:
@@ -294,7 +300,7 @@ class InferenceWrapper:
 
     def run_tiled(self, run: Callable, x: torch.Tensor, *, tile, overlap: int, scale: int, peak: int,
                   signed: bool = False, key=None) -> np.ndarray:
-        """infer.tiled at the tile `tile` resolves to. An auto tile that still runs out of GPU memory
+        """infer.tiled at the tile `tile` resolves to. An auto tile that still runs out of memory
         (other processes, an attention block's quadratic growth) is halved and the image redone; a
         tile the user chose is theirs to change, so that is one clear error instead."""
         chosen = self.tile_size(tile, run, x.shape[0], overlap, key)
@@ -306,7 +312,7 @@ class InferenceWrapper:
                 chosen = min(chosen or max(x.shape[1:]), max(x.shape[1:])) // 2
                 if tile != AUTO or chosen < MIN_TILE:
                     given = {0: "the whole image", AUTO: f"{MIN_TILE}-pixel tiles"}.get(tile, f"--tile {tile}")
-                    raise UserError(f"out of GPU memory with {given}: pass a smaller --tile") from None
+                    raise UserError(f"out of memory with {given}: pass a smaller --tile") from None
             torch.cuda.empty_cache()  # outside the except: the failed tile's tensors died with its traceback
 
     def describe(self) -> dict:

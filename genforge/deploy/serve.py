@@ -48,7 +48,8 @@ class Limits:
     queue: int = 8
     """Requests that may wait for a worker; beyond that 503 with Retry-After."""
     tile: int = 256
-    """Upscale in tiles of this many input pixels (bounded memory for large images)."""
+    """Upscale in tiles of this many input pixels (bounded memory for large images on any device;
+    translation tiles as `auto` does: whole images on the CPU, a tile from free memory on CUDA)."""
     retry_after: int = 2
     """Seconds suggested to a client turned away with 503."""
 

@@ -35,6 +35,7 @@ class SpandrelSR(nn.Module):
         self.scale = int(descriptor.scale)
         self.channels = int(descriptor.input_channels)
         self.size_multiple = int(descriptor.size_requirements.multiple_of)
+        self.supports_half = bool(descriptor.supports_half)  # some architectures overflow in float16 (--half)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.descriptor(x)

@@ -1,23 +1,59 @@
 """The translation family's inference wrapper (Pix2Pix, CycleGAN, SPADE), its ONNX signature, its
 service endpoint (POST /v1/translate) and `genforge eval` on the holdout images against their
-ground truth."""
+ground truth.
+
+Tiles (`--tile`, auto on CUDA) read a bound of the generator's receptive radius around them, so a
+generator without per-image statistics (norm none, or batch norm, which deployment runs in eval
+mode) gives exactly the untiled output. Instance norm (CycleGAN's and SPADE's defaults) normalises
+each tile by its own statistics, and a U-Net's bottleneck sees the whole crop: their tiles are
+close to the whole image's output, not equal to it."""
 
 import numpy as np
 import torch
+from torch import nn
 from fastapi import File, Form, UploadFile
 from fastapi.responses import Response
 
 from genforge.data.color import match_channels
 from genforge.data.pair_folders import read_translation
 from genforge.data.io import decode_image, encode_image, read_image, read_label_map
-from genforge.deploy.files import add_output_options, process_files
-from genforge.deploy.infer import (InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
-                                   split_image, to_pil, to_tensor, with_alpha)
+from genforge.deploy.files import add_output_options, add_runtime_options, add_tile_option, check_tile, process_files
+from genforge.deploy.infer import (AUTO, InferenceWrapper, OnnxSignature, pad_to_multiple, read_input, split_image,
+                                   to_pil, to_tensor, with_alpha)
 from genforge.errors import UserError
 from genforge.models.spade import one_hot_labels
 from genforge.registry import register_wrapper
 
 PAIRED_METRICS = ("l1", "psnr", "ssim")
+DEFAULT_OVERLAP = 32  # tile overlap when the receptive field cannot be bounded (an .onnx file)
+MAX_OVERLAP = 128  # beyond this a wider read costs more than the context it adds (a U-Net sees the whole crop)
+
+
+def receptive_radius_bound(modules, run, probe: torch.Tensor) -> int:
+    """An upper bound of a generator's receptive radius in input pixels: every path from an input
+    pixel to an output pixel goes through a subset of its convolutions, so the sum over all of them
+    of each one's reach (half its dilated kernel, times the spacing of its input grid, read from a
+    probe call) bounds every path; a transposed convolution's reach is in its output grid, plus one
+    input pixel for the rounding of where a fine pixel falls. Interpolations are not counted (each
+    moves a pixel by less than one coarse pixel, which the rounding up to the size multiple covers
+    in practice); instance norm makes every output depend on the whole image, which no overlap covers."""
+    reach, side = 0.0, probe.shape[-1]
+
+    def add(conv, args):
+        nonlocal reach
+        spacing = side / args[0].shape[-1]
+        half = (conv.kernel_size[-1] - 1) / 2 * conv.dilation[-1]
+        reach += (half / conv.stride[-1] + 1) * spacing if isinstance(conv, nn.ConvTranspose2d) else half * spacing
+
+    convs = {id(m): m for module in modules for m in module.modules()  # once each: a pair's nets are inside it
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}.values()
+    handles = [conv.register_forward_pre_hook(add) for conv in convs]
+    try:
+        run(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(np.ceil(reach))
 
 
 @register_wrapper("translation")
@@ -30,6 +66,11 @@ class Translator(InferenceWrapper):
     noun = "image translation model"
     metrics = (*PAIRED_METRICS, "fid", "kid")
     upload_routes = {"/v1/translate": 2}  # the image and a style photo
+    # --half in bfloat16: instance-norm chains (CycleGAN, SPADE) can reach activations past float16's
+    # 65504 before a norm brings them back; bfloat16 has float32's range, and its 8 significant bits
+    # still resolve 8-bit outputs in [-1, 1] to about a level (the SR and generation wrappers keep
+    # float16, whose 11 bits their pixel-exact outputs need and whose range their activations fit)
+    half_dtype = torch.bfloat16
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
         super().__init__(name_or_path, device, opened=opened)
@@ -40,6 +81,7 @@ class Translator(InferenceWrapper):
         self.use_style = bool(getattr(self.module, "use_style", False))
         # a generator pair (CycleGAN), or an ONNX file exported from one (which holds A -> B only)
         self.two_way = hasattr(self.module, "direction") or getattr(self.module, "directions", 1) == 2
+        self._overlaps: dict[str, int] = {}
 
     def describe(self) -> dict:
         return {**super().describe(), "kind": self.kind, "label_nc": self.label_nc, "style": self.use_style,
@@ -102,30 +144,57 @@ class Translator(InferenceWrapper):
                                 "at least 32x32 pixels")
             colour, _, peak = split_image(style)
             x = to_tensor(colour, peak) * 2 - 1
-            mu, _ = self.module.encode(match_channels(x, 3)[None].to(self.device))
-            return mu
+            mu, _ = self.module.encode(match_channels(x, 3)[None].to(self.device, self.dtype))
+            return mu.float()
         g = torch.Generator().manual_seed(seed)
         return torch.randn(1, self.module.z_dim, generator=g).to(self.device)
 
+    def half_modules(self) -> list[nn.Module]:
+        pair = [self.module.direction(d) for d in ("a2b", "b2a")] if hasattr(self.module, "direction") else []
+        return [self.module, *pair]
+
+    def _runner(self, net, z: torch.Tensor | None):
+        @torch.inference_mode()
+        def run(x: torch.Tensor) -> torch.Tensor:  # 1 x C x h x w -> 1 x C' x h x w float32, on the CPU
+            h, w = x.shape[-2:]
+            x = self._pad(x).to(self.device)
+            y = net(x, z) if z is not None else net(x)
+            return y[..., :h, :w].float().cpu()
+        return run
+
+    def tile_overlap(self, run, channels: int, direction: str) -> int:
+        """The receptive-radius bound (at most MAX_OVERLAP), once per direction: it costs a probe call."""
+        if direction not in self._overlaps:
+            if isinstance(self.module, nn.Module):
+                side = 2 * self.multiple * max(1, 32 // self.multiple)  # instance norm needs more than 1x1 at the bottom
+                bound = receptive_radius_bound(self.half_modules(), run, torch.zeros(1, channels, side, side))
+            else:
+                bound = DEFAULT_OVERLAP
+            self._overlaps[direction] = min(bound, MAX_OVERLAP)
+        return self._overlaps[direction]
+
     @torch.inference_mode()
     def translate_array(self, image: np.ndarray, *, direction: str = "a2b", style: np.ndarray | None = None,
-                        seed: int | None = None) -> np.ndarray:
+                        seed: int | None = None, tile=AUTO, overlap: int | None = None) -> np.ndarray:
         """An image (or for SPADE a label map of class ids) -> H x W x C output of the same size, at
-        the input's bit depth (label maps: 8 bits), with the input's alpha passed through."""
-        h, w = image.shape[:2]
+        the input's bit depth (label maps: 8 bits), with the input's alpha passed through; in tiles
+        as `tile` says (a number of pixels, 0 = whole, auto: see InferenceWrapper.tile_size), each
+        read with `overlap` pixels around it (default: the receptive-radius bound)."""
         alpha, peak = None, 255
         if self.label_nc:
             z = self.style_code(style, seed)
             if z is None and self.use_style:  # the prior's mean: what the torch module does for z=None
                 z = torch.zeros(1, int(self.module.z_dim), device=self.device)
-            x = self._pad(self.label_map(image)).to(self.device)
-            y = self.module(x, z) if z is not None else self.module(x)
+            net, x = self.module, self.label_map(image)[0]
         else:
-            net = self.network(direction)
+            net, z = self.network(direction), None
             colour, alpha, peak = split_image(image)
-            x = match_channels(to_tensor(colour, peak) * 2 - 1, int(net.in_channels))[None]
-            y = net(self._pad(x).to(self.device))
-        return with_alpha(quantise(y[0, :, :h, :w], peak, signed=True), alpha)
+            x = match_channels(to_tensor(colour, peak) * 2 - 1, int(net.in_channels))
+        run = self._runner(net, z)
+        if overlap is None:
+            overlap = self.tile_overlap(run, x.shape[0], direction) if self.may_tile(tile) else 0
+        out = self.run_tiled(run, x, tile=tile, overlap=overlap, scale=1, peak=peak, signed=True, key=direction)
+        return with_alpha(out, alpha)
 
     def translate(self, image, **kwargs):
         """A path, PIL image or array in; a PIL image out (for the Python one-liner)."""
@@ -203,7 +272,7 @@ class Translator(InferenceWrapper):
         for name, a, target in zip(data.names_a, data.a, targets):
             if a.shape == target.shape:  # the input itself as the answer: the bar a model must clear
                 unchanged.append((psnr(a, target), float(np.abs(a.astype(np.float64) - target).mean() / 255)))
-            out = self.translate_array(a)
+            out = self.translate_array(a, tile=0)  # whole, as the scores are defined
             if out.shape[2] != target.shape[2]:  # a grey model output scored against RGB, or the reverse
                 out, target = _rgb(out), _rgb(target)
             outputs.append((out, target))
@@ -247,7 +316,12 @@ class Translator(InferenceWrapper):
         s.add_argument("--direction", default="a2b", choices=("a2b", "b2a"), help="CycleGAN: which generator")
         s.add_argument("--style", help="SPADE with a style encoder: take the style from this photo")
         s.add_argument("--seed", type=int, help="SPADE with a style encoder: a random style from this seed")
+        add_tile_option(s, ". Exact for generators without instance norm whose receptive field the overlap covers; "
+                           "instance norm (CycleGAN, SPADE) normalises per tile: close, not equal")
+        s.add_argument("--overlap", type=int, help="tile overlap in pixels (default: a bound of the generator's "
+                                                   f"receptive radius, at most {MAX_OVERLAP})")
         add_output_options(s, ext_help="output format (default png)")
+        add_runtime_options(s)
         s.set_defaults(func=cmd_translate)
 
 
@@ -269,14 +343,16 @@ def _tiles(images: list[np.ndarray], size: int = 64) -> torch.Tensor:
 
 
 def cmd_translate(args) -> int:
-    tr = Translator(args.model, device=args.device)
+    check_tile(args.tile)
+    tr = Translator.from_options(args.model, args)
     style = read_image(args.style) if args.style else None
     if style is not None or args.seed is not None:
         tr.style_code(style, args.seed)  # refuse --style/--seed for models without a style encoder, once
     tr.network(args.direction)  # refuse a wrong direction before touching any file
     written, failed = process_files(
         args.inputs, args.output,
-        lambda img: tr.translate_array(img, direction=args.direction, style=style, seed=args.seed),
+        lambda img: tr.translate_array(img, direction=args.direction, style=style, seed=args.seed, tile=args.tile,
+                                       overlap=args.overlap),
         suffix=args.suffix, ext=args.ext or "png", max_pixels=args.max_pixels, progress=not args.no_progress,
         reader=tr.read)
     print(f"translated {written} image(s) into {args.output}" + (f"; {failed} failed" if failed else ""))

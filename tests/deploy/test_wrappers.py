@@ -7,21 +7,8 @@ import torch
 
 import genforge
 from genforge import registry
-from genforge.checkpoint_files import ModelSource
-from genforge.config import validate
 from genforge.deploy.infer import pad_to_multiple, quantise, split_image, tiled, with_alpha
-from genforge.deploy.pretrained import write_folder
-
-
-def random_folder(root, kind: str, name: str, **model):
-    task, net_row = registry.task_row(kind), registry.model_row(name)
-    raw = {"name": "w", "data": dict(task.tiny.get("data", {})),
-           "model": {"name": name, **net_row.tiny, **task.tiny.get("model", {}), **model},
-           "task": {"kind": kind, **task.tiny.get("task", {})}}
-    cfg = validate(raw)
-    torch.manual_seed(0)
-    net = task.export_network(cfg.model)
-    return write_folder(ModelSource(name, cfg.model_dump(mode="json"), net.state_dict()), root / f"{kind}-{name}")
+from tests.conftest import random_folder
 
 
 def test_quantise_and_alpha_helpers():
