@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 
 # colours for showing class-id maps (any id 0..254; 255, "don't care", is black)
@@ -14,6 +13,7 @@ LABEL_PALETTE[255] = 0
 
 def to_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
     """images in [-1, 1] (B, C, H, W) -> grid C x H x W in [0, 1]."""
+    from torchvision.utils import make_grid  # torchvision's import costs ~2 s: only when a grid is made
     return make_grid(((images.detach().float().cpu() + 1) / 2).clamp(0, 1), nrow=nrow, padding=padding,
                      pad_value=1.0)
 
