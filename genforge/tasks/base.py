@@ -123,7 +123,7 @@ class Task:
             params = [p for group in opt.param_groups for p in group["params"]]
             distributed.all_reduce_grads(params)
             grads = [p.grad for p in params if p.grad is not None]
-            if scaler is not None:
+            if scaler is not None and grads:
                 scaler.unscale_(opt)
             # with max_norm the gradient is also scaled down to that norm: a huge but finite gradient
             # would otherwise overflow Adam's second moment and stall the network for good
@@ -140,7 +140,7 @@ class Task:
                 opt.zero_grad(set_to_none=True)
                 loss_bad = not distributed.all_true(bool(torch.isfinite(loss.detach()).all()), self.device)
                 self.skipped_step = self.skipped_step or scaler is None or loss_bad
-            if scaler is not None:
+            if scaler is not None and grads:
                 scaler.update()  # lowers the scale after an overflow, raises it after a run of good steps
         return ok
 
