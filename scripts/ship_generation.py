@@ -35,7 +35,7 @@ def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict)
     lines = [f"# {name}", "", desc, "",
              "| | |", "|---|---|",
              f"| task | generation (`genforge sample {name} -n 64 -o grid.png`) |",
-             f"| data | bundled `digits` (scikit-learn, 1,797 images, 8x8 resized to 16x16) |",
+             "| data | bundled `digits` (scikit-learn, 1,797 images, 8x8 resized to 16x16) |",
              f"| config | `configs/{preset}.yaml`, {trained} |",
              f"| CPU time | {cpu_time_text(run, read_source(str(run)).config['train']['threads'])} |",
              f"| FID (digits features, 2,000 samples vs real) | {result['fid']:.3f} |",

@@ -6,14 +6,20 @@ from genforge.engine import checkpoint
 from tests.conftest import tiny_raw
 
 
-def test_torchrun_two_cpu_processes(tmp_path, write_config):
-    cfg = write_config(tiny_raw(train={"steps": 4, "checkpoint_every": 2}))
-    run = tmp_path / "run"
+def torchrun_train(config, run, port: int) -> subprocess.CompletedProcess:
+    """`genforge train` in 2 CPU processes under torchrun; asserts it succeeded."""
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29533", "-m", "genforge", "train", str(cfg), "--run-dir", str(run),
+                          "--master_port", str(port), "-m", "genforge", "train", str(config), "--run-dir", str(run),
                           "--no-progress"], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_torchrun_two_cpu_processes(tmp_path, write_config):
+    cfg = write_config(tiny_raw(train={"steps": 4, "checkpoint_every": 2}))
+    run = tmp_path / "run"
+    res = torchrun_train(cfg, run, 29533)
     assert [p.name for p in checkpoint.all_checkpoints(run)] == ["step_00000002.pt", "step_00000004.pt"]
     state = checkpoint.load(checkpoint.latest(run))
     assert state["step"] == 4
@@ -42,11 +48,7 @@ def test_two_processes_average_like_one_process_with_both_batches(tmp_path):
     path = tmp_path / "sr.yaml"
     path.write_text(yaml.safe_dump(raw))
     run = tmp_path / "two"
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29534", "-m", "genforge", "train", str(path), "--run-dir", str(run),
-                          "--no-progress"], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert res.returncode == 0, res.stderr[-3000:]
+    torchrun_train(path, run, 29534)
 
     cfg = validate(raw)
     seed_everything(cfg.seed)  # rank 0's start, which the ranks share (broadcast); train() builds in this order
