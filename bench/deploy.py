@@ -122,12 +122,12 @@ def timed(fn) -> float:
 def compare(name: str, kind: Kind, torch_wrapper, ort_wrapper, quick: bool, budget: float) -> list[dict]:
     rows = []
     for case in kind.cases(torch_wrapper, quick):
-        warm = max(timed(lambda: case.call(torch_wrapper)), timed(lambda: case.call(ort_wrapper)))
+        warm = max(timed(lambda c=case: c.call(torch_wrapper)), timed(lambda c=case: c.call(ort_wrapper)))
         runs = 2 if quick else int(min(25, max(2, budget / max(warm, 1e-6))))
         times = {"torch": [], "ort": []}
         for _ in range(runs):  # interleaved: drift on a shared machine hits both runtimes alike
-            times["torch"].append(timed(lambda: case.call(torch_wrapper)))
-            times["ort"].append(timed(lambda: case.call(ort_wrapper)))
+            times["torch"].append(timed(lambda c=case: c.call(torch_wrapper)))
+            times["ort"].append(timed(lambda c=case: c.call(ort_wrapper)))
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append({"model": name, "case": case.label, "runs": runs, "unit": kind.unit,
                      "torch_s": med["torch"], "ort_s": med["ort"],

@@ -129,7 +129,8 @@ def table(rows: list[dict], ov: dict, steps: int) -> str:
                      f"{r['fid']:.3f} | {r['fid'] / r['fid0']:.1%} | {r['kid']:.4f} | {r['coverage_min']:.1%} | "
                      f"{present}/10 | {covered}/10 | {acc} |")
     lines += ["", f"Engine overhead against a minimal hand-written loop (same DCGAN, data order and BCE updates, "
-              f"{ov['steps']} steps, median of {ov['repeats']} interleaved runs in one process; the engine side includes "
+              f"{ov['steps']} steps, median of {ov['repeats']} interleaved runs in one process; "
+              "the engine side includes "
               f"its logging, TensorBoard writer and final checkpoint): hand-written "
               f"{ov['hand_s']:.2f} s, engine {ov['engine_s']:.2f} s, overhead {ov['overhead']:+.1%} "
               f"(target < 5%)."]
@@ -160,7 +161,8 @@ def main() -> None:
     text = table(rows, ov, args.steps)
     results.mkdir(parents=True, exist_ok=True)
     (results / "generation.md").write_text("# Generation benchmark\n\n" + text)
-    (results / "generation.json").write_text(json.dumps({"steps": args.steps, "models": rows, "overhead": ov}, indent=2))
+    summary = {"steps": args.steps, "models": rows, "overhead": ov}
+    (results / "generation.json").write_text(json.dumps(summary, indent=2))
     write_readme_section("generation", text)
     print(text)
 

@@ -54,7 +54,7 @@ def comparison_image(models: dict[str, str], scale: int, out: Path, image: str =
     hr = crop_to_scale(item.hr, scale)
     top, left = hr.shape[0] // 3, hr.shape[1] // 3
     tiles = []
-    for name, model in models.items():
+    for model in models.values():
         sr = sr_upscale_fn(model, scale)(item.lr, scale)
         tiles.append(sr[top:top + crop, left:left + crop, :3])
     tiles.append(hr[top:top + crop, left:left + crop, :3])
@@ -83,15 +83,18 @@ def main() -> None:
         print(json.dumps(row))
     lines = [f"x{args.scale}, Y channel, HR cropped to a multiple of the scale, {args.scale} px shaved (the published "
              f"protocol). Inference: output MPix/s for a 256x256 RGB input, median of 5. {machine_line()}.", "",
-             "| model | network input | params | CPU training | Set5 PSNR | Set5 SSIM | Set14 PSNR | Set14 SSIM | MPix/s |",
+             "| model | network input | params | CPU training | Set5 PSNR | Set5 SSIM | Set14 PSNR | Set14 SSIM "
+             "| MPix/s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = f"{r['train_s'] / 60:.0f} min" if r["train_s"] else "-"
-        lines.append(f"| {r['name']} | {r['colour']} | {r['params']:,} | {t} | {r['Set5']['psnr']:.2f} | {r['Set5']['ssim']:.4f} | "
+        lines.append(f"| {r['name']} | {r['colour']} | {r['params']:,} | {t} | {r['Set5']['psnr']:.2f} | "
+                     f"{r['Set5']['ssim']:.4f} | "
                      f"{r['Set14']['psnr']:.2f} | {r['Set14']['ssim']:.4f} | {r['mpix_s']:.2f} |")
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"superres_x{args.scale}.md").write_text(f"# Super-resolution x{args.scale}\n\n" + "\n".join(lines) + "\n")
+    text = f"# Super-resolution x{args.scale}\n\n" + "\n".join(lines) + "\n"
+    (results / f"superres_x{args.scale}.md").write_text(text)
     (results / f"superres_x{args.scale}.json").write_text(json.dumps(rows, indent=2))
     comparison_image(models, args.scale, results / f"superres_x{args.scale}_comic.png")
     print("\n".join(lines))

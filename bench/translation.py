@@ -109,7 +109,8 @@ def table(rows: list[dict], budget: float) -> str:
              "", "| model | data | params (G) | s/iter @128 px (batch) | steps in budget | holdout L1 | PSNR | SSIM |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['dataset']} | {r['params']:,} | {r['s_per_iter_128']:.3f} ({r['batch_size']}) "
+        lines.append(f"| {r['name']} | {r['dataset']} | {r['params']:,} | "
+                     f"{r['s_per_iter_128']:.3f} ({r['batch_size']}) "
                      f"| {r['steps']:,} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
     lines += ["", "Grids (input | output | ground truth): "
               + ", ".join(f"[{r['name']}](bench/results/translation_{r['name']}.png)" for r in rows), ""]

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from genforge import registry
-from genforge.deploy.infer import load
 from genforge.checkpoint_files import save_text
+from genforge.deploy.infer import load
 from genforge.errors import UserError
 
 

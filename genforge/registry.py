@@ -81,11 +81,14 @@ def register_wrapper(family: str):
 
 
 def load() -> None:
-    """Import every family (genforge/families.py) once, which fills the registries."""
+    """Import every family's modules (genforge/families.py) once, which fills the registries."""
     global _loaded
     if not _loaded:
         _loaded = True
-        importlib.import_module("genforge.families")
+        from genforge.families import FAMILIES
+        for modules in FAMILIES.values():
+            for module in modules:
+                importlib.import_module(module)
 
 
 def models() -> dict[str, ModelRow]:
@@ -103,25 +106,23 @@ def wrappers() -> dict[str, WrapperRow]:
     return dict(_WRAPPERS)
 
 
-def model_row(name: str) -> ModelRow:
+def _row(table: dict, key: str, what: str):
     load()
-    if name not in _MODELS:
-        raise UserError(f"unknown network {name!r} (known: {', '.join(_MODELS)})")
-    return _MODELS[name]
+    if key not in table:
+        raise UserError(f"unknown {what} {key!r} (known: {', '.join(table)})")
+    return table[key]
+
+
+def model_row(name: str) -> ModelRow:
+    return _row(_MODELS, name, "network")
 
 
 def task_row(kind: str) -> TaskRow:
-    load()
-    if kind not in _TASKS:
-        raise UserError(f"unknown task kind {kind!r} (known: {', '.join(_TASKS)})")
-    return _TASKS[kind]
+    return _row(_TASKS, kind, "task kind")
 
 
 def wrapper_row(family: str) -> WrapperRow:
-    load()
-    if family not in _WRAPPERS:
-        raise UserError(f"task family {family!r} has no inference wrapper")
-    return _WRAPPERS[family]
+    return _row(_WRAPPERS, family, "task family (no inference wrapper)")
 
 
 def family_of(task_kind: str) -> str:

@@ -54,9 +54,11 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
     lines.append(f"| mean | {result['l1']:.4f} | {result['psnr']:.2f} | {result['ssim']:.4f} |")
     if "input_unchanged_psnr" in result:
         lines += ["", f"The input returned unchanged scores L1 {result['input_unchanged_l1']:.4f}, PSNR "
-                      f"{result['input_unchanged_psnr']:.2f} dB against the same targets: the bar a model has to clear."]
+                      f"{result['input_unchanged_psnr']:.2f} dB against the same targets: "
+                      "the bar a model has to clear."]
     lines += ["", "Measured by `genforge eval <model> --metrics l1,psnr,ssim` on the float32 weights; the "
-              "float16 copy shipped here gives the same scores (outputs differ by at most one grey level on the holdout).", ""]
+              "float16 copy shipped here gives the same scores (outputs differ by at most one grey level on the "
+              "holdout).", ""]
     return "\n".join(lines), description
 
 

@@ -8,17 +8,16 @@ from typing import get_args
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import genforge
 from genforge import registry
-from genforge.checkpoint_files import ModelSource
 from genforge.deploy.export import export_onnx
-from genforge.deploy.pretrained import write_folder
 from genforge.engine.distributed import Dist
 from genforge.errors import ConfigError
 from genforge.tasks.base import Task
-from tests.conftest import tiny_config
 from genforge.train import init_weights
+from tests.conftest import random_folder, tiny_config
 
 PAIRS = registry.trainable_pairs()
 
@@ -46,10 +45,9 @@ def folders(tmp_path_factory):
     out = {}
     for kind, name in PAIRS:
         cfg = tiny_config(kind, name)
-        torch.manual_seed(0)
+        folder = random_folder(root, kind, name)
         net = registry.task_row(kind).export_network(cfg.model).eval()
-        folder = write_folder(ModelSource(f"{kind}-{name}", cfg.model_dump(mode="json"), net.state_dict()),
-                              root / f"{kind}-{name}")
+        net.load_state_dict(load_file(str(folder / "model.safetensors")))
         out[kind, name] = cfg, net, folder
     return out
 

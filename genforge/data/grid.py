@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 # colours for showing class-id maps (any id 0..254; 255, "don't care", is black)
 LABEL_PALETTE = (np.random.default_rng(7).random((256, 3)) * 255).astype(np.uint8)
 LABEL_PALETTE[255] = 0

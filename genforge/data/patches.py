@@ -331,7 +331,7 @@ def holdout_pairs(data: TranslationData, *, size: int, count: int | None = None,
                             f"size multiple {multiple} the network needs")
         top, left = (height - side) // 2, (width - side) // 2
 
-        def crop(array: np.ndarray, channels: int) -> torch.Tensor:
+        def crop(array: np.ndarray, channels: int, top=top, left=left, side=side) -> torch.Tensor:
             return _chw(array, channels)[None, :, top : top + side, left : left + side]
 
         pair = {}

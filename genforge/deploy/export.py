@@ -39,16 +39,15 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
         raise UserError(f"model {source.name!r}: {family} models cannot be exported to ONNX")
     meta = {"genforge_format": FORMAT, "task": family, **signature.meta, "config": json.dumps(source.config),
             "integer_inputs": json.dumps(list(signature.integer_inputs))}
-    inputs, names, out_name, axes, checks = (signature.inputs, signature.input_names, signature.output_name,
-                                             signature.dynamic_axes, signature.checks)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{out_path.name}-", suffix=".onnx", dir=out_path.parent)
     os.close(fd)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on ISRNet's shape check, constant folding
-            torch.onnx.export(module, inputs, tmp, input_names=names, output_names=[out_name],
-                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+            torch.onnx.export(module, signature.inputs, tmp, input_names=signature.input_names,
+                              output_names=[signature.output_name], dynamic_axes=signature.dynamic_axes,
+                              opset_version=opset, dynamo=False)
         model = onnx.load(tmp)
         for key, value in meta.items():
             entry = model.metadata_props.add()
@@ -57,7 +56,7 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
         onnx.save(model, tmp)
         runner = OnnxRunner(tmp)
         diffs = {}
-        for label, args in checks.items():
+        for label, args in signature.checks.items():
             with torch.no_grad():
                 expected = module(*args)
             if signature.output_shape and tuple(expected.shape) != tuple(signature.output_shape(*args)):

@@ -191,10 +191,9 @@ def half_precision(modules: list[torch.nn.Module], dtype: torch.dtype) -> None:
 
 def read_input(image, reader):
     """A path, PIL image or array -> an array, for the Python one-liners."""
-    from PIL import Image
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
         return reader(image)
-    return np.asarray(image) if isinstance(image, Image.Image) else np.asarray(image)
+    return np.asarray(image)  # a PIL image or an array
 
 
 def to_pil(out: np.ndarray):

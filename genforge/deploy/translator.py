@@ -10,16 +10,25 @@ close to the whole image's output, not equal to it."""
 
 import numpy as np
 import torch
-from torch import nn
 from fastapi import File, Form, UploadFile
 from fastapi.responses import Response
+from torch import nn
 
 from genforge.data.color import match_channels
-from genforge.data.pair_folders import read_translation
 from genforge.data.io import decode_image, encode_image, read_image, read_label_map
+from genforge.data.pair_folders import read_translation
 from genforge.deploy.files import add_output_options, add_runtime_options, add_tile_option, check_tile, process_files
-from genforge.deploy.infer import (AUTO, InferenceWrapper, OnnxSignature, pad_to_multiple, read_input, split_image,
-                                   to_pil, to_tensor, with_alpha)
+from genforge.deploy.infer import (
+    AUTO,
+    InferenceWrapper,
+    OnnxSignature,
+    pad_to_multiple,
+    read_input,
+    split_image,
+    to_pil,
+    to_tensor,
+    with_alpha,
+)
 from genforge.errors import UserError
 from genforge.models.spade import one_hot_labels
 from genforge.registry import register_wrapper
@@ -166,7 +175,8 @@ class Translator(InferenceWrapper):
         """The receptive-radius bound (at most MAX_OVERLAP), once per direction: it costs a probe call."""
         if direction not in self._overlaps:
             if isinstance(self.module, nn.Module):
-                side = 2 * self.multiple * max(1, 32 // self.multiple)  # instance norm needs more than 1x1 at the bottom
+                # instance norm needs more than 1x1 at the bottom
+                side = 2 * self.multiple * max(1, 32 // self.multiple)
                 bound = receptive_radius_bound(self.half_modules(), run, torch.zeros(1, channels, side, side))
             else:
                 bound = DEFAULT_OVERLAP

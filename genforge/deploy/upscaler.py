@@ -11,13 +11,23 @@ import torch.nn.functional as F
 from fastapi import File, Form, UploadFile
 from fastapi.responses import Response
 
+from genforge.checkpoint_files import save_text
 from genforge.data.color import match_channels, rgb_to_ycbcr, ycbcr_to_rgb
 from genforge.data.degrade import imresize
 from genforge.data.io import decode_image, encode_image, read_image
-from genforge.checkpoint_files import save_text
 from genforge.deploy.files import add_output_options, add_runtime_options, add_tile_option, check_tile, process_files
-from genforge.deploy.infer import (AUTO, InferenceWrapper, OnnxSignature, pad_to_multiple, quantise, read_input,
-                                   split_image, to_pil, to_tensor, with_alpha)
+from genforge.deploy.infer import (
+    AUTO,
+    InferenceWrapper,
+    OnnxSignature,
+    pad_to_multiple,
+    quantise,
+    read_input,
+    split_image,
+    to_pil,
+    to_tensor,
+    with_alpha,
+)
 from genforge.errors import UserError
 from genforge.registry import register_wrapper
 

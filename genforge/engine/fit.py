@@ -13,8 +13,8 @@ import torch
 
 from genforge.engine import checkpoint, distributed
 from genforge.engine.batches import Prefetcher
-from genforge.engine.syncs import host_list
 from genforge.engine.logging import RunLogger
+from genforge.engine.syncs import host_list
 from genforge.errors import UserError
 
 

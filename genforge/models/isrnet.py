@@ -45,7 +45,6 @@ from genforge.nn import NonLocalBlock, PixelShuffleUpsample, ResidualBlock, SRAc
 from genforge.registry import register_model
 
 
-
 class ISRNetConfig(BaseModel):
     """Shape of an ISRNet. The defaults are the CPU preset (~0.29 M parameters at x2)."""
 

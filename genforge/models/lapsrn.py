@@ -32,7 +32,6 @@ from genforge.nn import PixelShuffleUpsample, SRActivation, activation
 from genforge.registry import register_model
 
 
-
 class LapSRNConfig(BaseModel):
     """Shape of a LapSRN; the defaults are a CPU-sized version of the paper's (64 wide, depth 10)."""
 

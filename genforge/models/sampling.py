@@ -49,7 +49,8 @@ def standing_batchnorm(generator: nn.Module, *, batches: int = 8, batch_size: in
     rng = torch.Generator(device="cpu").manual_seed(seed)
     for _ in range(batches):
         z = torch.randn(batch_size, out.latent_dim, generator=rng).to(device)
-        labels = (torch.randint(0, out.num_classes, (batch_size,), generator=rng).to(device),) if out.num_classes else ()
+        labels = (torch.randint(0, out.num_classes, (batch_size,), generator=rng).to(device),) \
+            if out.num_classes else ()
         out(z, *labels)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum

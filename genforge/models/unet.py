@@ -140,7 +140,8 @@ class UNetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.size_multiple
         if x.shape[-2] % m or x.shape[-1] % m:  # a shape check, not a value one: fine for export
-            raise ValueError(f"UNetGenerator input height and width must be multiples of {m} (2**depth), got {tuple(x.shape[-2:])}: pad the input")
+            raise ValueError(f"UNetGenerator input height and width must be multiples of {m} (2**depth), "
+                             f"got {tuple(x.shape[-2:])}: pad the input")
         skips = []
         for down in self.down:
             x = down(x)

@@ -57,7 +57,8 @@ def reference_resize_1d(signal: np.ndarray, out_length: int, scale: float, antia
 def reference_resize(image: np.ndarray, out_h: int, out_w: int, scale_h: float, scale_w: float, antialias=True):
     first_h = scale_h <= scale_w
     if first_h:
-        image = np.stack([reference_resize_1d(image[:, c], out_h, scale_h, antialias) for c in range(image.shape[1])], 1)
+        image = np.stack([reference_resize_1d(image[:, c], out_h, scale_h, antialias)
+                          for c in range(image.shape[1])], 1)
         return np.stack([reference_resize_1d(image[r], out_w, scale_w, antialias) for r in range(out_h)], 0)
     image = np.stack([reference_resize_1d(image[r], out_w, scale_w, antialias) for r in range(image.shape[0])], 0)
     return np.stack([reference_resize_1d(image[:, c], out_h, scale_h, antialias) for c in range(out_w)], 1)

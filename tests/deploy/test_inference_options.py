@@ -149,7 +149,8 @@ def test_provider_cuda_refused_when_not_installed(onnx_file, sr_folder, monkeypa
     assert execution_providers("cpu") == ["CPUExecutionProvider"]
     assert OnnxRunner(onnx_file).provider == "cpu"
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        with pytest.raises(UserError, match=r"^ONNX Runtime's CUDA provider is not installed: pip install onnxruntime-gpu$"):
+        missing = r"^ONNX Runtime's CUDA provider is not installed: pip install onnxruntime-gpu$"
+        with pytest.raises(UserError, match=missing):
             OnnxRunner(onnx_file, provider="cuda")
         with pytest.raises(UserError, match="CUDA provider is not installed"):
             load(str(onnx_file), device="cuda")  # device cuda asks for the CUDA provider

@@ -8,8 +8,8 @@ import torch
 from genforge.data.io import read_image, write_image
 from genforge.deploy.export import OnnxRunner, export_onnx
 from genforge.deploy.generator import Generation
-from genforge.deploy.upscaler import Upscaler
 from genforge.deploy.pretrained import build_export_module, read_source
+from genforge.deploy.upscaler import Upscaler
 from genforge.errors import UserError
 from tests.conftest import run_cli
 

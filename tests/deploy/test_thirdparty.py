@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from genforge.data.io import read_image, write_image
-from genforge.deploy.upscaler import Upscaler
 from genforge.deploy.thirdparty import SpandrelSR, load_weights
+from genforge.deploy.upscaler import Upscaler
 from genforge.errors import UserError
 from tests.conftest import run_cli
 

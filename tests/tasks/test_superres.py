@@ -6,14 +6,22 @@ import torch
 from PIL import Image
 
 from genforge.data.io import read_image, write_image
-from genforge.deploy.upscaler import Upscaler
 from genforge.deploy.pretrained import ModelSource
+from genforge.deploy.upscaler import Upscaler
 from genforge.engine import checkpoint
 from genforge.models.isrnet import ISRNet, ISRNetConfig
 from genforge.models.lapsrn import LapSRN, LapSRNConfig
 from genforge.train import train
-from tests.conftest import (ROOT, assert_same_state, randomise_, run_cli, sr_raw, straight_and_resumed, weights,
-                            zero_layers)
+from tests.conftest import (
+    ROOT,
+    assert_same_state,
+    randomise_,
+    run_cli,
+    sr_raw,
+    straight_and_resumed,
+    weights,
+    zero_layers,
+)
 
 BENCH = ROOT.parent / "shared" / "benchmarks"
 

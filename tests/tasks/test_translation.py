@@ -36,7 +36,8 @@ def test_trains_validates_and_writes_previews(runs, kind):
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r.get("kind") == "train"]
     assert train_rows and all(np.isfinite(v) for r in train_rows for k, v in r.items() if k.startswith("loss"))
-    expected = {"pix2pix": {"loss_d", "loss_adv", "loss_l1"}, "cyclegan": {"loss_gan", "loss_cycle", "loss_idt", "loss_d"},
+    expected = {"pix2pix": {"loss_d", "loss_adv", "loss_l1"},
+                "cyclegan": {"loss_gan", "loss_cycle", "loss_idt", "loss_d"},
                 "spade": {"loss_d", "loss_gan", "loss_fm", "loss_kl"}}[kind]
     assert expected <= set(train_rows[0])
     val = [r for r in rows if r.get("kind") == "val"]
@@ -242,10 +243,12 @@ def test_half_precision_model_folder(runs, tmp_path):
     from safetensors.torch import load_file
 
     from genforge.deploy.pretrained import export_folder
-    full, half = export_folder(str(runs["pix2pix"]), tmp_path / "f"), export_folder(str(runs["pix2pix"]), tmp_path / "h", half=True)
+    full = export_folder(str(runs["pix2pix"]), tmp_path / "f")
+    half = export_folder(str(runs["pix2pix"]), tmp_path / "h", half=True)
     dtypes = {v.dtype for v in load_file(str(half / "model.safetensors")).values()}
     assert torch.float16 in dtypes and torch.float32 not in dtypes
     assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
     x = (np.random.default_rng(4).random((32, 48, 1)) * 255).astype(np.uint8)
-    a, b = Translator(str(full), device="cpu").translate_array(x), Translator(str(half), device="cpu").translate_array(x)
+    a = Translator(str(full), device="cpu").translate_array(x)
+    b = Translator(str(half), device="cpu").translate_array(x)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
