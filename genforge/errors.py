@@ -19,3 +19,7 @@ class BadImageError(UserError):
 
 class ImageTooLargeError(BadImageError):
     """An image over the pixel limit (checked from its header) or Pillow's decompression-bomb guard."""
+
+
+class BadVideoError(UserError):
+    """A file that is not a readable video (missing, corrupt, truncated, no video stream, no decoder)."""

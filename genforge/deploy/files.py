@@ -73,6 +73,45 @@ def process_files(inputs: list[str], out_dir: str, fn: Callable[[np.ndarray], np
     return written, failed
 
 
+def split_media(inputs: list[str], output: str, *, suffix: str = "", ext: str | None = None
+                ) -> tuple[list[str], list[tuple[Path, Path]]]:
+    """(image inputs for process_files, [(video, its output)]) for the model-running commands.
+
+    An -o with a video extension is one output video: it takes one input, a video file or a folder of
+    numbered frames. Otherwise -o is a folder; video files given directly (not inside input folders, which
+    hold images) go to <folder>/<stem><suffix><ext>: ext is the input's, or --ext when it is a video
+    extension; an image --ext (png, ...) writes a folder of numbered frames <folder>/<stem><suffix>/."""
+    from genforge.deploy.video import VIDEO_EXTENSIONS, is_frames_target, is_video
+    out = Path(output)
+    if not is_frames_target(output):
+        if len(inputs) != 1 or not (is_video(inputs[0]) or Path(inputs[0]).is_dir()):
+            raise UserError(f"-o {output}: a video output takes one input video or frames folder "
+                            "(give a folder as -o for several inputs)")
+        return [], [(Path(inputs[0]), out)]
+    new_ext = ("." + ext.lstrip(".")).lower() if ext else None
+    images, videos = [], []
+    for name in inputs:
+        src = Path(name)
+        if not (src.is_file() and is_video(src)):
+            images.append(name)
+            continue
+        video_ext = new_ext if new_ext in VIDEO_EXTENSIONS else src.suffix.lower()
+        frames = new_ext is not None and new_ext not in VIDEO_EXTENSIONS
+        videos.append((src, out / (src.stem + suffix + ("" if frames else video_ext))))
+    targets = [dst for _, dst in videos]
+    if len(set(targets)) != len(targets):
+        raise UserError("two input videos would be written to the same output name; use separate runs or --suffix")
+    return images, videos
+
+
+def add_video_options(s) -> None:
+    """--crf and --codec, for the commands that write videos (upscale, interpolate)."""
+    s.add_argument("--crf", type=int, default=18, help="video quality: constant rate factor for libx264/libx265 "
+                                                      "(0 lossless, 18 default, 23 smaller) and VP9")
+    s.add_argument("--codec", help="video encoder (default libx264; libvpx-vp9 for .webm, gif for .gif); a "
+                                   "missing encoder falls back to mpeg4 with a note")
+
+
 def add_output_options(s, *, ext_help: str) -> None:
     """What upscale and translate share: output naming, the pixel guard, the device, progress."""
     s.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")

@@ -3,6 +3,7 @@ third-party weights alike), its ONNX signature, its service endpoint (POST /v1/u
 benchmark evaluation behind `genforge eval-sr`."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,15 @@ from genforge.checkpoint_files import save_text
 from genforge.data.color import match_channels, rgb_to_ycbcr, ycbcr_to_rgb
 from genforge.data.degrade import imresize
 from genforge.data.io import decode_image, encode_image, read_image
-from genforge.deploy.files import add_output_options, add_runtime_options, add_tile_option, check_tile, process_files
+from genforge.deploy.files import (
+    add_output_options,
+    add_runtime_options,
+    add_tile_option,
+    add_video_options,
+    check_tile,
+    process_files,
+    split_media,
+)
 from genforge.deploy.infer import (
     AUTO,
     InferenceWrapper,
@@ -147,13 +156,19 @@ class Upscaler(InferenceWrapper):
         s = sub.add_parser("upscale", help="super-resolve images or folders")
         s.add_argument("model", nargs="?", help="shipped model name (isrnet-x2, ...), model folder, run directory "
                                                 "or .onnx file; omitted with --weights")
-        s.add_argument("inputs", nargs="*", help="image files or folders (recursive)")
+        s.add_argument("inputs", nargs="*", help="image files or folders (recursive), videos (.mp4 .mkv .mov .webm "
+                                                 ".avi, animated .gif)")
         s.add_argument("--weights", metavar="FILE", help="third-party super-resolution weights (.pth, .pt, .ckpt, "
                                                          ".safetensors: ESRGAN, Real-ESRGAN, SwinIR, ...) via spandrel")
-        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
+        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names), or a video "
+                                                             "file (.mp4, ...) for one video or frames-folder input")
         add_tile_option(s)
         s.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: the receptive-field radius)")
-        add_output_options(s, ext_help="output format (png, jpg, ...); default: the input's")
+        add_output_options(s, ext_help="output format (png, jpg, ...; for videos mp4, mkv, ... or png for a frames "
+                                       "folder); default: the input's")
+        add_video_options(s)
+        s.add_argument("--reference", metavar="HR_VIDEO", help="with one video input: print the mean per-frame PSNR "
+                                                               "against this ground truth and the flicker figure")
         add_runtime_options(s)
         # with an optional model, argparse takes both positionals at their first appearance: inputs given
         # after an option (upscale MODEL -o out/ in.png) arrive as leftovers and are added here
@@ -240,12 +255,63 @@ def cmd_upscale(args) -> int:
             raise UserError("upscale needs a model (or --weights FILE) and at least one input image or folder")
         inputs = inputs[1:]
         up = Upscaler.from_options(args.model, args)
-    written, failed = process_files(inputs, args.output,
-                                    lambda img: up.upscale_array(img, tile=args.tile, overlap=args.overlap),
-                                    suffix=args.suffix, ext=args.ext, max_pixels=args.max_pixels,
-                                    progress=not args.no_progress)
-    print(f"upscaled {written} image(s) x{up.scale} into {args.output}" + (f"; {failed} failed" if failed else ""))
+    from genforge.deploy.video import VIDEO_EXTENSIONS, transcode
+    images, videos = split_media(inputs, args.output, suffix=args.suffix, ext=args.ext)
+    if args.reference and (images or len(videos) != 1):
+        raise UserError("--reference applies to one video input")
+    written = failed = done = 0
+
+    def fn(img):
+        return up.upscale_array(img, tile=args.tile, overlap=args.overlap)
+
+    if images:
+        image_ext = None if args.ext and "." + args.ext.lstrip(".").lower() in VIDEO_EXTENSIONS else args.ext
+        written, failed = process_files(images, args.output, fn, suffix=args.suffix, ext=image_ext,
+                                        max_pixels=args.max_pixels, progress=not args.no_progress)
+    for src, dst in videos:
+        if src.resolve() == dst.resolve():
+            print(f"skipped {src}: the output would overwrite the input (use another -o)", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            info = transcode(src, dst, lambda frames: map(fn, frames), codec=args.codec, crf=args.crf,
+                             progress=not args.no_progress)
+        except UserError as err:  # a bad video is reported and counted; the batch goes on
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        done += 1
+        audio = f", audio {'+'.join(info['audio'])} kept" if info["audio"] else ""
+        print(f"wrote {dst}: {info['frames']} frames {info['width']}x{info['height']} at "
+              f"{float(info['fps']):.3f} fps{audio}")
+        if args.reference:
+            print(reference_report(src, dst, args.reference, up.scale))
+    parts = ([f"{written} image(s)"] if images or not videos else []) + ([f"{done} video(s)"] if videos else [])
+    what = " and ".join(parts)
+    print(f"upscaled {what} x{up.scale} into {args.output}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def reference_report(src, dst, reference, scale: int) -> str:
+    """Mean per-frame RGB PSNR of the written video (and of per-frame bicubic) against a ground-truth video,
+    and the flicker figure of both (genforge.metrics.flow.flicker: lower is steadier)."""
+    from genforge.deploy.video import open_video
+    from genforge.metrics.flow import flicker
+    from genforge.metrics.psnr_ssim import psnr, upscale_bicubic
+
+    def bicubic():
+        return (upscale_bicubic(f, scale) for f in open_video(src))
+
+    ours, base = [], []
+    for out, bic, ref in zip(open_video(dst), bicubic(), open_video(reference)):
+        if ref.shape != out.shape:
+            raise UserError(f"--reference {reference}: frames are {ref.shape[1]}x{ref.shape[0]}, the output's "
+                            f"{out.shape[1]}x{out.shape[0]}")
+        ours.append(psnr(out, ref))
+        base.append(psnr(bic, ref))
+    fl, fl_bic = flicker(open_video(dst), open_video(src)), flicker(bicubic(), open_video(src))
+    return (f"reference {Path(reference).name}: PSNR {np.mean(ours):.2f} dB (bicubic {np.mean(base):.2f}) over "
+            f"{len(ours)} frames; flicker {fl:.2f} (bicubic {fl_bic:.2f}) 8-bit levels")
 
 
 def cmd_eval_sr(args) -> int:

@@ -9,8 +9,8 @@ from genforge.losses.adversarial import (
                                          multiscale_g_loss,
 )
 from genforge.losses.kl import gaussian_kl
-from genforge.losses.pixel import charbonnier, reconstruction
+from genforge.losses.pixel import census, charbonnier, reconstruction
 
 __all__ = ["d_loss", "g_loss", "gradient_penalty", "clip_weights",
-           "gaussian_kl", "charbonnier", "reconstruction", "feature_matching", "multiscale_d_loss",
+           "gaussian_kl", "charbonnier", "census", "reconstruction", "feature_matching", "multiscale_d_loss",
            "multiscale_g_loss", "multiscale_feature_matching"]

@@ -22,3 +22,18 @@ def reconstruction(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch
     else:
         raise ValueError(f"unknown reconstruction loss {kind!r}")
     return per_pixel.flatten(1).sum(1).mean()
+
+
+def census(pred: torch.Tensor, target: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Soft ternary census loss (Meister et al. 2018, as in frame-interpolation work): compares each
+    pixel's brightness order relative to its (2 radius + 1)^2 neighbours, so it rewards structure
+    in the right place and ignores brightness offsets. Images in [0, 1], any channel count."""
+    def transform(x):
+        grey = x.mean(dim=1, keepdim=True) * 255
+        k = 2 * radius + 1
+        patches = F.unfold(F.pad(grey, [radius] * 4, mode="replicate"), k).view(x.shape[0], k * k, *x.shape[-2:])
+        diff = patches - grey
+        return diff / torch.sqrt(0.81 + diff * diff)
+
+    d = transform(pred) - transform(target)
+    return (d * d / (0.1 + d * d)).mean()

@@ -1,0 +1,145 @@
+"""Frame interpolation: a flow network (models/vfinet.py) trained self-supervised on frame triplets
+(data/triplets.py): from frames 0 and 1 and t, reproduce the true frame t. Losses: Charbonnier plus
+a census term on the frame, and flow distillation (L1 between every block's intermediate flows
+and the exact synthetic flows or the DIS teacher flows, where those are valid), which is what
+makes a network trained on a CPU for hours start moving rather than blend."""
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from genforge import registry
+from genforge.data import read_images
+from genforge.data.triplets import TripletBatches, holdout_triplets, read_clips, read_triplet_folders
+from genforge.engine.callbacks import Validation
+from genforge.engine.ema import EMA
+from genforge.errors import ConfigError
+from genforge.losses import census, charbonnier
+from genforge.metrics.psnr_ssim import batch_psnr
+from genforge.schema import Optim, Strict
+from genforge.tasks.base import Task, make_optimizer, make_scheduler
+
+
+class InterpolationTaskConfig(Strict):
+    kind: Literal["interpolation"] = "interpolation"
+    patch_size: int = Field(192, ge=16, le=1024, description="Training crop side; a multiple of the network's "
+                            "size multiple (16 for the default VFINet).")
+    synthetic: float = Field(0.5, ge=0.0, le=1.0, description="Fraction of synthetic-motion triplets (from "
+                             "task.photos) in every batch; the rest come from data.dataset.")
+    photos: list[str] = Field(["photos"], description="Datasets of still photos for the synthetic motion "
+                              "(photos, folder:PATH, ...; their train split).")
+    val_photos: list[str] = Field(["photos:holdout"], description="Photos of the synthetic holdout triplets "
+                                  "(never trained on): dataset specs, ':holdout' picks a bundled set's holdout split.")
+    max_motion: float = Field(32.0, ge=0.0, description="Synthetic motion between frame 0 and 1, in pixels "
+                              "(the largest; most are smaller).")
+    teacher: bool = Field(True, description="DIS flows from the true middle frame supervise the flows of "
+                          "real triplets (where they reproduce it).")
+    pixel_loss: Literal["charbonnier", "l1"] = "charbonnier"
+    census_weight: float = Field(0.1, ge=0.0, description="Weight of the census (local structure) loss.")
+    flow_weight: float = Field(0.01, ge=0.0, description="Weight of the flow distillation (per pixel of flow).")
+    optim: Optim = Optim(learning_rate=3e-4, betas=(0.9, 0.999), schedule="cosine")
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
+    val_triplets: int = Field(8, ge=0, description="Holdout triplets (centre crops) for validation PSNR.")
+    val_size: int = Field(256, ge=16, description="Side of the validation crops.")
+
+
+def _photos(specs: list[str], split: str = "train") -> list[np.ndarray]:
+    """RGB uint8 photos of every dataset spec (SPEC:holdout reads that bundled set's holdout split)."""
+    arrays = []
+    for spec in specs:
+        held = spec.endswith(":holdout")
+        for image in read_images(spec.removesuffix(":holdout"), split="holdout" if held else split)[0]:
+            image = image if image.ndim == 3 else image[:, :, None]
+            image = (image // 257).astype(np.uint8) if image.dtype == np.uint16 else image
+            arrays.append(np.ascontiguousarray(np.repeat(image, 3, 2) if image.shape[2] == 1 else image[:, :, :3]))
+    return arrays
+
+
+def _centre_crops(sets: dict, count: int, size: int, multiple: int, device) -> list[dict]:
+    rows = [row for triplets in sets.values() for row in triplets[::max(1, len(triplets) // 2)]][:count]
+    out = []
+    for a, g, b, t in rows:
+        h, w = a.shape[:2]
+        sh, sw = min(size, h) // multiple * multiple, min(size, w) // multiple * multiple
+        top, left = (h - sh) // 2, (w - sw) // 2
+        crop = [torch.from_numpy(np.ascontiguousarray(x[top:top + sh, left:left + sw])).permute(2, 0, 1)[None]
+                .float().div(255).to(device) for x in (a, g, b)]
+        out.append({"a": crop[0], "g": crop[1], "b": crop[2], "t": torch.tensor([t], device=device)})
+    return out
+
+
+@registry.register_task("interpolation", InterpolationTaskConfig, models=("vfinet",), family="interpolation",
+                        tiny={"data": {"dataset": "none"},
+                              "task": {"patch_size": 16, "synthetic": 1.0, "max_motion": 4, "val_triplets": 1,
+                                       "val_size": 16},
+                              "train": {"batch_size": 2, "checkpoint_every": 1, "eval_every": 1, "log_every": 1}})
+class InterpolationTask(Task):
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(device)
+        self.cfg = cfg.task
+        net = registry.model_row(cfg.model.name).build(cfg.model).to(device)
+        self.networks = {"g": net}
+        self.optimizers = {"g": make_optimizer(self.cfg.optim, net.parameters())}
+        self.schedulers = {"g": make_scheduler(self.optimizers["g"], self.cfg.optim, cfg.train.steps)}
+        self.ema = EMA(net, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+
+    @classmethod
+    def setup(cls, cfg, dist):
+        t, spec = cfg.task, cfg.data.dataset
+        multiple = registry.model_row(cfg.model.name).build(cfg.model).size_multiple
+        if t.patch_size % multiple:
+            raise ConfigError(f"config error: task.patch_size: {t.patch_size} is not a multiple of the network's "
+                              f"size multiple {multiple}")
+        triplets = read_triplet_folders(spec, "train") if spec.startswith("triplets:") else []
+        clips = [] if triplets else read_clips(spec, "train")
+        photos = _photos(t.photos, "train") if t.synthetic > 0 else []
+        batches = TripletBatches(clips, triplets, photos, patch_size=t.patch_size, batch_size=cfg.train.batch_size,
+                                 seed=cfg.seed, synthetic=t.synthetic if (clips or triplets) else 1.0,
+                                 max_motion=t.max_motion, teacher=t.teacher, device=dist.device, rank=dist.rank)
+        val = []
+        if t.val_triplets and dist.is_main:
+            sets = holdout_triplets(spec, photos=_photos(t.val_photos), synthetic=max(1, t.val_triplets // 2),
+                                    size=t.val_size, max_motion=t.max_motion)
+            val = _centre_crops(sets, t.val_triplets, t.val_size, multiple, dist.device)
+
+        def callbacks(out: Path):
+            return [Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every)] if val else []
+        return batches, callbacks, []
+
+    def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        G = self.networks["g"]
+        out, flows = G.forward_all(batch["a"], batch["b"], batch["t"])
+        pixel = charbonnier(out, batch["g"]) if self.cfg.pixel_loss == "charbonnier" else \
+            (out - batch["g"]).abs().mean()
+        loss = pixel
+        metrics = {"loss_pixel": pixel.detach()}
+        if self.cfg.census_weight > 0:
+            structure = census(out, batch["g"])
+            loss = loss + self.cfg.census_weight * structure
+            metrics["loss_census"] = structure.detach()
+        if self.cfg.flow_weight > 0:
+            valid = batch["flow_valid"]
+            distill = sum(((f - batch["flow"]).abs() * valid).mean() for f in flows) / len(flows)
+            loss = loss + self.cfg.flow_weight * distill
+            metrics["loss_flow"] = distill.detach()
+        if self.optimize("g", loss, max_norm=1.0) and self.ema is not None:
+            self.ema.update(G)
+        metrics["loss"] = loss.detach()
+        return metrics
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict[str, float]:
+        net = self.export_module()
+        was = net.training
+        net.eval()
+        out = net(batch["a"], batch["b"], batch["t"]).clamp(0, 1)
+        net.train(was)
+        blend = batch["a"] * (1 - batch["t"].view(-1, 1, 1, 1)) + batch["b"] * batch["t"].view(-1, 1, 1, 1)
+        return {"psnr": float(batch_psnr(out, batch["g"])), "psnr_blend": float(batch_psnr(blend, batch["g"]))}
+
+    def trained_network(self) -> nn.Module:
+        return self.networks["g"]
