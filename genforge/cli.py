@@ -115,10 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("eval", help="FID/KID, class coverage and accuracy of a generator")
+    s = sub.add_parser("eval", help="score a model with its family's metrics (generators: FID/KID, coverage, "
+                                    "accuracy; frame interpolation: PSNR/SSIM on holdout triplets)")
     s.add_argument("model", help="shipped model name, model folder or run directory")
-    s.add_argument("--metrics", default="fid,kid", help="comma list of: fid, kid, coverage, accuracy")
-    s.add_argument("-n", type=int, default=2000, help="generated samples")
+    from genforge import registry
+    known = ", ".join(dict.fromkeys(m for row in registry.wrappers().values() for m in row.wrapper.metrics))
+    s.add_argument("--metrics", default=None,
+                   help=f"comma list of: {known} (default: the family's own; fid,kid for generators)")
+    s.add_argument("-n", type=int, default=2000, help="generated samples (interpolation: at most N triplets a set)")
     s.add_argument("--features", default="auto", help="feature network: digits, torchscript:PATH, inception:WEIGHTS")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", help="report path (default: RUN_DIR/eval.json or ./eval.json)")

@@ -17,7 +17,10 @@ def all_metrics() -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def parse_metrics(text: str) -> list[str]:
+def parse_metrics(text: str | None) -> list[str] | None:
+    """A comma list of metric names; None (no --metrics) stays None: the model family's own metrics."""
+    if text is None:
+        return None
     names = [m.strip() for m in text.split(",") if m.strip()]
     known = all_metrics()
     bad = [m for m in names if m not in known]
@@ -26,8 +29,10 @@ def parse_metrics(text: str) -> list[str]:
     return names
 
 
-def evaluate(model: str, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0) -> dict:
+def evaluate(model: str, metrics: list[str] | None, *, n: int = 2000, features: str = "auto", seed: int = 0) -> dict:
+    """wrapper.evaluate of the model's family; metrics None: the family's default metrics."""
     wrapper = load(model, "cpu")
+    metrics = list(wrapper.default_metrics or wrapper.metrics) if metrics is None else metrics
     bad = [m for m in metrics if m not in wrapper.metrics]
     if bad:
         where = sorted({row.family for row in registry.wrappers().values() if set(bad) & set(row.wrapper.metrics)})
@@ -51,7 +56,13 @@ def format_table(result: dict) -> str:
             rows.append((k, f"{v:.4f}"))
         elif isinstance(v, dict) and k == "per_image":
             rows += [(f"  {name}", " ".join(f"{a} {b:.4f}" for a, b in r.items())) for name, r in v.items()]
+        elif isinstance(v, dict) and v and all(isinstance(r, dict) for r in v.values()):
+            # a table: one row per key (e.g. a data set), one column per inner key (e.g. a method)
+            columns = list(dict.fromkeys(c for r in v.values() for c in r))
+            rows.append((k, "".join(f"{c:>10}" for c in columns)))
+            rows += [(f"  {name}", "".join(f"{r[c]:>10.4f}" if c in r else f"{'':>10}" for c in columns))
+                     for name, r in v.items()]
         elif isinstance(v, dict):
-            rows.append((k, " ".join(f"{a}:{b:.3f}" for a, b in v.items())))
+            rows.append((k, " ".join(f"{a}:{b}" if isinstance(b, int) else f"{a}:{b:.3f}" for a, b in v.items())))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)

@@ -16,4 +16,6 @@ FAMILIES = {
     "translation": ("genforge.models.unet", "genforge.models.resnet_gen", "genforge.models.spade",
                     "genforge.tasks.translation", "genforge.tasks.cyclegan", "genforge.tasks.spade",
                     "genforge.deploy.translator"),
+    # frame interpolation: VFINet (flow-based, coarse to fine) on real clips and synthetic motion
+    "interpolation": ("genforge.models.vfinet", "genforge.tasks.interpolation", "genforge.deploy.interpolator"),
 }

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from genforge.errors import UserError
+from genforge.metrics.flow import backward_warp, dis_flow, intermediate_flows
 
 HOLDOUT_FRACTION = 0.2
 CLIPS = ("bigbuckbunny", "bikes", "carphone")
@@ -161,7 +162,6 @@ def synthetic_triplet(photo: np.ndarray, size: int, t: float, rng: np.random.Gen
 # --- batches ------------------------------------------------------------------------------------
 def teacher_flows(a: np.ndarray, g: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DIS flows from the true middle frame to each end, and where they reproduce it (H x W, 0/1)."""
-    from genforge.metrics.flow import backward_warp, dis_flow
     f0, f1 = dis_flow(g, a), dis_flow(g, b)
     valid = np.ones(g.shape[:2], np.float32)
     for frame, flow in ((a, f0), (b, f1)):
@@ -178,8 +178,10 @@ class TripletBatches:
 
     def __init__(self, clips: list[Clip], triplets: list, photos: list[np.ndarray], *, patch_size: int,
                  batch_size: int, seed: int, synthetic: float, max_motion: float, teacher: bool,
-                 device=torch.device("cpu"), rank: int = 0):
+                 dis_init: bool = False, device=torch.device("cpu"), rank: int = 0):
+        """dis_init: every item also carries the classical starting flows (key "init") VFINet refines."""
         self.patch, self.batch_size, self.seed, self.rank = patch_size, batch_size, seed, rank
+        self.dis_init = dis_init
         self.synthetic, self.max_motion, self.teacher, self.device = synthetic, max_motion, teacher, device
         sources = []  # (frames list, is a fixed triplet)
         for clip in clips:
@@ -228,20 +230,23 @@ class TripletBatches:
         rng = np.random.default_rng([self.seed, step, self.rank])
         items = [self._synthetic(rng) if rng.uniform() < self.synthetic else self._real(rng)
                  for _ in range(self.batch_size)]
-        out = {"a": [], "g": [], "b": [], "t": [], "flow": [], "flow_valid": []}
+        keys = ("a", "g", "b", "flow", "flow_valid") + (("init",) if self.dis_init else ())
+        out = {key: [] for key in (*keys, "t")}
         for a, g, b, t, f0, f1, valid in items:
             frames = [torch.from_numpy(x).permute(2, 0, 1) for x in (a, g, b)]
-            flow = torch.from_numpy(np.concatenate([f0, f1], axis=2)).permute(2, 0, 1)
+            flows = [torch.from_numpy(np.concatenate([f0, f1], axis=2)).permute(2, 0, 1)]
+            if self.dis_init:
+                flows.append(torch.from_numpy(np.concatenate(intermediate_flows(a, b, t)[:2], axis=2)).permute(2, 0, 1))
             valid = torch.from_numpy(valid)[None]
             if rng.uniform() < 0.5:  # time reversal: b -> a, t -> 1 - t, the flows swap
-                frames, flow, t = frames[::-1], flow[[2, 3, 0, 1]], 1 - t
+                frames, flows, t = frames[::-1], [f[[2, 3, 0, 1]] for f in flows], 1 - t
             if rng.uniform() < 0.5:  # horizontal flip: x-flows change sign
                 frames, valid = [f.flip(2) for f in frames], valid.flip(2)
-                flow = flow.flip(2) * torch.tensor([-1.0, 1, -1, 1])[:, None, None]
+                flows = [f.flip(2) * torch.tensor([-1.0, 1, -1, 1])[:, None, None] for f in flows]
             if rng.uniform() < 0.5:  # vertical flip
                 frames, valid = [f.flip(1) for f in frames], valid.flip(1)
-                flow = flow.flip(1) * torch.tensor([1.0, -1, 1, -1])[:, None, None]
-            for key, value in zip(("a", "g", "b", "flow", "flow_valid"), (*frames, flow, valid)):
+                flows = [f.flip(1) * torch.tensor([1.0, -1, 1, -1])[:, None, None] for f in flows]
+            for key, value in zip(keys, (*frames, flows[0], valid, *flows[1:])):
                 out[key].append(value)
             out["t"].append(float(t))
         batch = {k: torch.stack(v).float() for k, v in out.items() if k != "t"}

@@ -39,6 +39,7 @@ class Generation(InferenceWrapper):
     noun = "generator"
     hint = " (use genforge upscale for super-resolution)"
     metrics = ("fid", "kid", "coverage", "accuracy")
+    default_metrics = ("fid", "kid")
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
         super().__init__(name_or_path, device, opened=opened)

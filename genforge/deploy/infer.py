@@ -229,6 +229,7 @@ class InferenceWrapper:
     noun = "model"
     hint = ""
     metrics: tuple[str, ...] = ()
+    default_metrics: tuple[str, ...] | None = None  # what `genforge eval` computes without --metrics (None: all)
     upload_routes: dict[str, int] = {}  # service route -> image files a request may carry (body limit)
     multiple = 1  # the network's size multiple (the tiles' alignment)
     dtype = torch.float32  # the network's, after use_half

@@ -72,11 +72,20 @@ def flow_consistency(f_ab: np.ndarray, f_ba: np.ndarray) -> np.ndarray:
     return np.where(inside, weight, 0.0).astype(np.float32)
 
 
+def intermediate_flows(a: np.ndarray, b: np.ndarray, t: float, preset: str = "medium"):
+    """(F_t0, F_t1, F_01, F_10): DIS flows both ways and, from them, the flows from the frame at t
+    back to a and to b under linear motion, as Super SloMo approximates them (Jiang et al. 2018):
+    F_t0 = -(1-t) t F_01 + t² F_10, F_t1 = (1-t)² F_01 - t(1-t) F_10. VFINet starts from these."""
+    f01, f10 = dis_flow(a, b, preset), dis_flow(b, a, preset)
+    ft0 = -(1 - t) * t * f01 + t * t * f10
+    ft1 = (1 - t) ** 2 * f01 - t * (1 - t) * f10
+    return ft0, ft1, f01, f10
+
+
 def dis_interpolate(a: np.ndarray, b: np.ndarray, t: float = 0.5, *, preset: str = "medium") -> np.ndarray:
     """The classical interpolation baseline: the frame at time t in [0, 1] between uint8 RGB frames a, b.
 
-    DIS flows both ways; the flows from the intermediate frame are approximated as Super SloMo does
-    (Jiang et al. 2018): F_t0 = -(1-t) t F_01 + t² F_10 and F_t1 = (1-t)² F_01 - t(1-t) F_10. Both frames
+    DIS flows both ways and the intermediate flows of `intermediate_flows`. Both frames
     are backward-warped to t and blended with weights (1-t) V0 and t V1, where V0, V1 are the forward-
     backward consistency of each frame's flow, carried to the intermediate positions (occluded -> low).
     Where both visibilities vanish the plain (1-t, t) blend is used. t = 0 gives a, t = 1 gives b exactly."""
@@ -88,9 +97,7 @@ def dis_interpolate(a: np.ndarray, b: np.ndarray, t: float = 0.5, *, preset: str
         return a.copy()
     if t == 1:
         return b.copy()
-    f01, f10 = dis_flow(a, b, preset), dis_flow(b, a, preset)
-    ft0 = -(1 - t) * t * f01 + t * t * f10
-    ft1 = (1 - t) ** 2 * f01 - t * (1 - t) * f10
+    ft0, ft1, f01, f10 = intermediate_flows(a, b, t, preset)
     i0 = backward_warp(a.astype(np.float32), ft0)
     i1 = backward_warp(b.astype(np.float32), ft1)
     v0 = backward_warp(flow_consistency(f01, f10), ft0)

@@ -3,16 +3,21 @@ IFNet (RIFE, Huang et al. 2022).
 
 Given two frames a, b and a time t in (0, 1), it estimates the two intermediate flows F_t0, F_t1
 (where each output pixel comes from in a and in b) and an occlusion mask, refining them from a
-coarse grid to a finer one: block k sees the frames (and the frames as warped by the flows so far)
-downscaled by scales[k], works two further stride-2 convolutions below that, and adds its
-correction to the flows and the mask. Both frames are backward-warped to t, blended with the mask,
-and a small U-Net adds an RGB residual (what warping cannot bring: newly uncovered pixels,
-brightness changes). Flows are in full-resolution pixels throughout; forward() returns the frame
-and forward_all() also the per-block flows the task's distillation loss supervises.
+coarse grid to a finer one. With dis_init (the default) they start from classical flows: DIS
+optical flow both ways turned into linear-motion intermediate flows, computed outside the network
+by the inference wrapper and by the training data (trained from zero flow on a CPU, the network
+had not started to move after 650 steps: README, frame interpolation). Block k sees the frames
+(and the frames as warped by the flows so far) downscaled by scales[k], works two further stride-2
+convolutions below that, and adds its correction to the flows and the mask. Both frames are
+backward-warped to t, blended with the mask, and a small U-Net adds an RGB residual (what warping
+cannot bring: newly uncovered pixels, brightness changes). Flows are in full-resolution pixels
+throughout; forward() returns the frame and forward_all() also the per-block flows the task's
+distillation loss supervises.
 
-Attributes the inference wrapper reads: channels (3), size_multiple (input height and width must
-be multiples of it: 4 * the coarsest scale, and the U-Net's 8), receptive_radius (0: the flows make
-the receptive field content-dependent, so tiles are never exact)."""
+Attributes the inference wrapper reads: channels (3), dis_init (1: pass the classical flows),
+size_multiple (input height and width must be multiples of it: 4 * the coarsest scale, and the
+U-Net's 8), receptive_radius (0: the flows make the receptive field content-dependent, so tiles
+are never exact)."""
 
 from typing import Literal
 
@@ -35,6 +40,9 @@ class VFINetConfig(BaseModel):
     widths: list[int] = Field([96, 64, 48], min_length=1, description="Channels of each flow block.")
     block_convs: int = Field(4, ge=1, le=16, description="Residual 3x3 convolutions per flow block.")
     refine_width: int = Field(16, ge=0, description="Width of the residual U-Net (0: none, mask blend only).")
+    dis_init: bool = Field(True, description="Start from classical flows: the inference wrapper (and the "
+                           "training data) compute DIS optical flow both ways and the linear-motion intermediate "
+                           "flows, which the blocks refine; off: the first block starts from zero flow.")
 
     def model_post_init(self, _):
         if len(self.scales) != len(self.widths):
@@ -112,8 +120,10 @@ class RefineUNet(nn.Module):
 @register_model("vfinet", VFINetConfig, tiny={"scales": [2, 1], "widths": [8, 8], "block_convs": 1,
                                               "refine_width": 4})
 class VFINet(nn.Module):
-    """(a, b, t) -> the frame at time t. a, b: N x 3 x H x W in [0, 1]; t: N (or N x 1 x 1 x 1, or
-    one value for all) in [0, 1]. H and W must be multiples of size_multiple; the output is not clamped."""
+    """(a, b, t[, flow]) -> the frame at time t. a, b: N x 3 x H x W in [0, 1]; t: N (or N x 1 x 1 x 1,
+    or one value for all) in [0, 1]; flow: N x 4 x H x W starting intermediate flows (dis_init: the
+    classical ones of metrics.flow.intermediate_flows). H and W must be multiples of size_multiple;
+    the output is not clamped."""
 
     channels = 3
     receptive_radius = 0
@@ -121,20 +131,27 @@ class VFINet(nn.Module):
     def __init__(self, cfg: VFINetConfig):
         super().__init__()
         self.size_multiple = max(4 * cfg.scales[0], 8 if cfg.refine_width else 1)
+        self.dis_init = int(cfg.dis_init)
         self.blocks = nn.ModuleList(FlowBlock(w, cfg.block_convs, s) for w, s in zip(cfg.widths, cfg.scales))
         self.refine = RefineUNet(cfg.refine_width) if cfg.refine_width else None
 
-    def forward_all(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, list]:
-        """The frame at t and the flows (N x 4 x H x W: F_t0 then F_t1) after every block."""
+    def forward_all(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor,
+                    flow: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
+        """The frame at t and the flows (N x 4 x H x W: F_t0 then F_t1) after every block, starting
+        from `flow` (the classical intermediate flows, with dis_init) or from zero."""
         n, _, h, w = a.shape
         m = self.size_multiple
         if h % m or w % m:  # a shape check, not a value one: fine for export
             raise ValueError(f"VFINet input height and width must be multiples of {m}, got {(h, w)}: "
                              "pad the frames (the Interpolator does)")
         t = t.to(a.dtype).reshape(-1, 1, 1, 1).expand(n, 1, h, w)
-        flow = a.new_zeros(n, 4, h, w)
+        if flow is None:
+            flow = a.new_zeros(n, 4, h, w)
+            wa, wb = a, b
+        else:
+            wa, wb = backward_warp(a, flow[:, :2]), backward_warp(b, flow[:, 2:])
         mask = a.new_zeros(n, 1, h, w)
-        wa, wb, flows = a, b, []
+        flows = []
         for block in self.blocks:
             df, dm = block(torch.cat([a, b, wa, wb, mask, t], dim=1), flow)
             flow, mask = flow + df, mask + dm
@@ -147,5 +164,6 @@ class VFINet(nn.Module):
             out = out + self.refine(torch.cat([a, b, wa, wb, mask, flow], dim=1))
         return out, flows
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.forward_all(a, b, t)[0]
+    def forward(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor,
+                flow: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_all(a, b, t, flow)[0]

@@ -19,7 +19,9 @@ from genforge.engine.callbacks import Validation
 from genforge.engine.ema import EMA
 from genforge.errors import ConfigError
 from genforge.losses import census, charbonnier
+from genforge.metrics.flow import intermediate_flows
 from genforge.metrics.psnr_ssim import batch_psnr
+from genforge.models.vfinet import backward_warp
 from genforge.schema import Optim, Strict
 from genforge.tasks.base import Task, make_optimizer, make_scheduler
 
@@ -59,7 +61,7 @@ def _photos(specs: list[str], split: str = "train") -> list[np.ndarray]:
     return arrays
 
 
-def _centre_crops(sets: dict, count: int, size: int, multiple: int, device) -> list[dict]:
+def _centre_crops(sets: dict, count: int, size: int, multiple: int, dis_init: bool, device) -> list[dict]:
     rows = [row for triplets in sets.values() for row in triplets[::max(1, len(triplets) // 2)]][:count]
     out = []
     for a, g, b, t in rows:
@@ -68,7 +70,12 @@ def _centre_crops(sets: dict, count: int, size: int, multiple: int, device) -> l
         top, left = (h - sh) // 2, (w - sw) // 2
         crop = [torch.from_numpy(np.ascontiguousarray(x[top:top + sh, left:left + sw])).permute(2, 0, 1)[None]
                 .float().div(255).to(device) for x in (a, g, b)]
-        out.append({"a": crop[0], "g": crop[1], "b": crop[2], "t": torch.tensor([t], device=device)})
+        item = {"a": crop[0], "g": crop[1], "b": crop[2], "t": torch.tensor([t], device=device)}
+        if dis_init:
+            a, b = (np.ascontiguousarray(x[top:top + sh, left:left + sw]) for x in (a, b))
+            item["init"] = torch.from_numpy(np.concatenate(intermediate_flows(a, b, t)[:2], axis=2)).permute(2, 0, 1)[
+                None].to(device)
+        out.append(item)
     return out
 
 
@@ -90,7 +97,8 @@ class InterpolationTask(Task):
     @classmethod
     def setup(cls, cfg, dist):
         t, spec = cfg.task, cfg.data.dataset
-        multiple = registry.model_row(cfg.model.name).build(cfg.model).size_multiple
+        net = registry.model_row(cfg.model.name).build(cfg.model)
+        multiple, dis_init = net.size_multiple, bool(getattr(net, "dis_init", 0))
         if t.patch_size % multiple:
             raise ConfigError(f"config error: task.patch_size: {t.patch_size} is not a multiple of the network's "
                               f"size multiple {multiple}")
@@ -99,12 +107,13 @@ class InterpolationTask(Task):
         photos = _photos(t.photos, "train") if t.synthetic > 0 else []
         batches = TripletBatches(clips, triplets, photos, patch_size=t.patch_size, batch_size=cfg.train.batch_size,
                                  seed=cfg.seed, synthetic=t.synthetic if (clips or triplets) else 1.0,
-                                 max_motion=t.max_motion, teacher=t.teacher, device=dist.device, rank=dist.rank)
+                                 max_motion=t.max_motion, teacher=t.teacher, dis_init=dis_init, device=dist.device,
+                                 rank=dist.rank)
         val = []
         if t.val_triplets and dist.is_main:
             sets = holdout_triplets(spec, photos=_photos(t.val_photos), synthetic=max(1, t.val_triplets // 2),
                                     size=t.val_size, max_motion=t.max_motion)
-            val = _centre_crops(sets, t.val_triplets, t.val_size, multiple, dist.device)
+            val = _centre_crops(sets, t.val_triplets, t.val_size, multiple, dis_init, dist.device)
 
         def callbacks(out: Path):
             return [Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every)] if val else []
@@ -112,7 +121,7 @@ class InterpolationTask(Task):
 
     def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         G = self.networks["g"]
-        out, flows = G.forward_all(batch["a"], batch["b"], batch["t"])
+        out, flows = G.forward_all(batch["a"], batch["b"], batch["t"], batch.get("init"))
         pixel = charbonnier(out, batch["g"]) if self.cfg.pixel_loss == "charbonnier" else \
             (out - batch["g"]).abs().mean()
         loss = pixel
@@ -136,10 +145,16 @@ class InterpolationTask(Task):
         net = self.export_module()
         was = net.training
         net.eval()
-        out = net(batch["a"], batch["b"], batch["t"]).clamp(0, 1)
+        out = net(batch["a"], batch["b"], batch["t"], batch.get("init")).clamp(0, 1)
         net.train(was)
         blend = batch["a"] * (1 - batch["t"].view(-1, 1, 1, 1)) + batch["b"] * batch["t"].view(-1, 1, 1, 1)
-        return {"psnr": float(batch_psnr(out, batch["g"])), "psnr_blend": float(batch_psnr(blend, batch["g"]))}
+        scores = {"psnr": float(batch_psnr(out, batch["g"])), "psnr_blend": float(batch_psnr(blend, batch["g"]))}
+        if "init" in batch:  # where the network starts: the classical flows, warped and time-weighted
+            w = batch["t"].view(-1, 1, 1, 1)
+            start = backward_warp(batch["a"], batch["init"][:, :2]) * (1 - w) + \
+                backward_warp(batch["b"], batch["init"][:, 2:]) * w
+            scores["psnr_dis_start"] = float(batch_psnr(start, batch["g"]))
+        return scores
 
     def trained_network(self) -> nn.Module:
         return self.networks["g"]
