@@ -101,6 +101,20 @@ def read_triplet_folders(spec: str, split: str) -> list[tuple[np.ndarray, np.nda
     return [tuple(rgb(f / f"im{i}.png") for i in (1, 2, 3)) for f in folders]
 
 
+def read_photos(specs: list[str], split: str = "train") -> list[np.ndarray]:
+    """RGB uint8 photos of every dataset spec, for synthetic motion (SPEC:holdout reads that bundled
+    set's holdout split)."""
+    from genforge.data import read_images
+    arrays = []
+    for spec in specs:
+        held = spec.endswith(":holdout")
+        for image in read_images(spec.removesuffix(":holdout"), split="holdout" if held else split)[0]:
+            image = image if image.ndim == 3 else image[:, :, None]
+            image = (image // 257).astype(np.uint8) if image.dtype == np.uint16 else image
+            arrays.append(np.ascontiguousarray(np.repeat(image, 3, 2) if image.shape[2] == 1 else image[:, :, :3]))
+    return arrays
+
+
 # --- synthetic motion ---------------------------------------------------------------------------
 def _affine(angle: float, zoom: float) -> np.ndarray:
     c, s = np.cos(angle) * zoom, np.sin(angle) * zoom

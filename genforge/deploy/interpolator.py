@@ -17,7 +17,7 @@ from fastapi import File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
 
 from genforge.data.color import match_channels
-from genforge.data.io import IMAGE_EXTENSIONS, decode_image, encode_image, from_float, read_image, to_float, write_image
+from genforge.data.io import IMAGE_EXTENSIONS, decode_image, encode_image, read_image, write_image
 from genforge.deploy.files import add_output_options, add_runtime_options, add_video_options, split_media
 from genforge.deploy.infer import (
     InferenceWrapper,
@@ -71,12 +71,6 @@ def _probe_pair(h: int, w: int) -> tuple:
     base = torch.stack([0.2 + 0.6 * xx, 0.3 + 0.5 * yy, 0.5 + 0.3 * torch.sin(9 * xx + 5 * yy)])
     base = (base + 0.04 * torch.randn(base.shape, generator=rng)).clamp(0, 1)
     return base[None, :, 4:4 + h, 4:4 + w], base[None, :, 2:2 + h, 1:1 + w], torch.tensor([0.5])
-
-
-def _rgb8(image: np.ndarray) -> np.ndarray:
-    image = image if image.ndim == 3 else image[:, :, None]
-    image = image if image.dtype == np.uint8 else from_float(to_float(image))
-    return np.ascontiguousarray(image[:, :, [0, 0, 0]] if image.shape[2] < 3 else image[:, :, :3])
 
 
 def start_flows(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -222,16 +216,13 @@ class Interpolator(InferenceWrapper):
         """PSNR/SSIM (RGB, 8-bit) on the holdout triplets of the model's data.dataset (each clip's
         holdout section) and on EVAL_SYNTHETIC synthetic triplets of EVAL_SIZE pixels from its
         task.val_photos, for every method in METHODS; at most n triplets a set. Whole frames."""
-        from genforge.data import read_images
-        from genforge.data.triplets import holdout_triplets
+        from genforge.data.triplets import holdout_triplets, read_photos
         from genforge.metrics.flow import dis_interpolate
         from genforge.metrics.psnr_ssim import psnr, ssim
         if n < 1:
             raise UserError(f"-n {n}: at least 1 triplet a set")
         cfg, task = self.source.config, self.source.config.get("task", {})
-        photos = [_rgb8(im) for spec in task.get("val_photos", [])
-                  for im in read_images(spec.removesuffix(":holdout"),
-                                        split="holdout" if spec.endswith(":holdout") else "train")[0]]
+        photos = read_photos(task.get("val_photos", []))
         size = min([EVAL_SIZE, *(min(p.shape[:2]) for p in photos)])
         sets = holdout_triplets(cfg["data"]["dataset"], photos=photos, synthetic=min(EVAL_SYNTHETIC, n) if photos
                                 else 0, size=size, max_motion=float(task.get("max_motion", 24.0)))

@@ -13,8 +13,7 @@ from pydantic import Field
 from torch import nn
 
 from genforge import registry
-from genforge.data import read_images
-from genforge.data.triplets import TripletBatches, holdout_triplets, read_clips, read_triplet_folders
+from genforge.data.triplets import TripletBatches, holdout_triplets, read_clips, read_photos, read_triplet_folders
 from genforge.engine.callbacks import Validation
 from genforge.engine.ema import EMA
 from genforge.errors import ConfigError
@@ -47,18 +46,6 @@ class InterpolationTaskConfig(Strict):
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     val_triplets: int = Field(8, ge=0, description="Holdout triplets (centre crops) for validation PSNR.")
     val_size: int = Field(256, ge=16, description="Side of the validation crops.")
-
-
-def _photos(specs: list[str], split: str = "train") -> list[np.ndarray]:
-    """RGB uint8 photos of every dataset spec (SPEC:holdout reads that bundled set's holdout split)."""
-    arrays = []
-    for spec in specs:
-        held = spec.endswith(":holdout")
-        for image in read_images(spec.removesuffix(":holdout"), split="holdout" if held else split)[0]:
-            image = image if image.ndim == 3 else image[:, :, None]
-            image = (image // 257).astype(np.uint8) if image.dtype == np.uint16 else image
-            arrays.append(np.ascontiguousarray(np.repeat(image, 3, 2) if image.shape[2] == 1 else image[:, :, :3]))
-    return arrays
 
 
 def _centre_crops(sets: dict, count: int, size: int, multiple: int, dis_init: bool, device) -> list[dict]:
@@ -104,14 +91,14 @@ class InterpolationTask(Task):
                               f"size multiple {multiple}")
         triplets = read_triplet_folders(spec, "train") if spec.startswith("triplets:") else []
         clips = [] if triplets else read_clips(spec, "train")
-        photos = _photos(t.photos, "train") if t.synthetic > 0 else []
+        photos = read_photos(t.photos, "train") if t.synthetic > 0 else []
         batches = TripletBatches(clips, triplets, photos, patch_size=t.patch_size, batch_size=cfg.train.batch_size,
                                  seed=cfg.seed, synthetic=t.synthetic if (clips or triplets) else 1.0,
                                  max_motion=t.max_motion, teacher=t.teacher, dis_init=dis_init, device=dist.device,
                                  rank=dist.rank)
         val = []
         if t.val_triplets and dist.is_main:
-            sets = holdout_triplets(spec, photos=_photos(t.val_photos), synthetic=max(1, t.val_triplets // 2),
+            sets = holdout_triplets(spec, photos=read_photos(t.val_photos), synthetic=max(1, t.val_triplets // 2),
                                     size=t.val_size, max_motion=t.max_motion)
             val = _centre_crops(sets, t.val_triplets, t.val_size, multiple, dis_init, dist.device)
 
