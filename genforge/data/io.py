@@ -1,24 +1,40 @@
 """Reading and writing single image files.
 
 Every image in genforge passes through here as an H x W x C numpy array (C in 1, 3, 4), so the
-rest of the package never deals with Pillow modes. 16-bit data stays 16-bit end to end (see
-``_png16`` for why Pillow alone is not enough). Any unreadable file becomes one
+rest of the package never deals with Pillow modes. 16-bit data stays 16-bit end to end: Pillow has
+no 48/64-bit modes (it drops 16-bit RGB(A) PNGs to 8 bits and cannot write them), so those go
+through OpenCV's libpng (see ``formats.decode_png16``). Any unreadable file becomes one
 ``BadImageError`` whose message names the file, so a bad file in a large folder is reported as
-one line instead of a traceback.
+one line instead of a traceback, and the imaging libraries' own warnings are kept off stderr.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from genforge.data import _png16
+from genforge.data.formats import (
+    PNG_SIGNATURE,
+    decode_png16,
+    encode_png16,
+    format_limit,
+    png_header,
+    quiet_libtiff,
+)
 from genforge.errors import BadImageError, ImageTooLargeError, UserError
+
+# Our own max_pixels check (from the header, before decoding) is the size guard: Pillow's bomb
+# warning would only add a second line. Pillow's UserWarnings ("Corrupt EXIF data", ...) describe
+# files that either decode (then the picture is what counts) or fail (then the error says why).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 IMAGE_EXTENSIONS = {
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
@@ -29,6 +45,7 @@ _NO_ALPHA = {".jpg", ".jpeg", ".bmp", ".ppm", ".pgm"}  # Pillow cannot store (or
 _GREY16 = {".png", ".tif", ".tiff", ".ppm", ".pgm"}  # Pillow writes 16-bit grey ("I;16")
 _LABEL_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")  # one raw value per pixel: the class id
 _SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"lossless": True}}
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
@@ -71,6 +88,8 @@ def read_label_map(source: str | os.PathLike | bytes, *, max_pixels: int | None 
                 raise BadImageError(f"label map '{label}' is {im.mode}, not single-channel: a label map must "
                                     "hold one class id per pixel (grey L, palette P or 16-bit PNG), not colours; "
                                     "convert colours to ids first")
+            if im.format == "TIFF":
+                quiet_libtiff()
             im.load()
             ids = _orient(np.asarray(im), im.getexif().get(_ORIENTATION_TAG, 1))
     except BadImageError:
@@ -91,19 +110,21 @@ def _read(source: Path | bytes, max_pixels: int | None) -> np.ndarray:
             start = f.read(33)
     if not start:
         raise ValueError("empty file")
-    head = _png16.header(start)
+    head = png_header(start)
     if head is not None and head[2] == 16 and head[3] != 0:  # 16-bit colour: Pillow drops bits
-        image, exif_bytes = _png16.decode(source if in_memory else source.read_bytes(), max_pixels)
+        image, exif_bytes = decode_png16(source if in_memory else source.read_bytes(), max_pixels)
         orientation = 1
         if exif_bytes:
             exif = Image.Exif()
             exif.load(exif_bytes)
             orientation = exif.get(_ORIENTATION_TAG, 1)
-    elif start.startswith(_png16.SIGNATURE) and head is None:
+    elif start.startswith(PNG_SIGNATURE) and head is None:
         raise ValueError("truncated or corrupt PNG header")
     else:
         with Image.open(io.BytesIO(source) if in_memory else source) as im:  # lazy: header only so far
             _check_pixels(im.width, im.height, max_pixels)
+            if im.format == "TIFF":
+                quiet_libtiff()
             im.load()
             orientation = im.getexif().get(_ORIENTATION_TAG, 1)
             image = _pil_to_array(im)
@@ -165,6 +186,10 @@ def _reason(exc: BaseException) -> str:
         return "is a directory"
     if isinstance(exc, PermissionError):
         return "permission denied"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return "file name too long"
     if isinstance(exc, UnidentifiedImageError):
         return "not an image or unsupported format"
     if isinstance(exc, Image.DecompressionBombError):
@@ -172,6 +197,8 @@ def _reason(exc: BaseException) -> str:
     text = (str(exc).strip().splitlines() or [""])[0]
     if isinstance(exc, EOFError) or "truncated" in text.lower():
         return "truncated file"
+    if text.startswith("decoder error"):  # Pillow's code for what libtiff, libjpeg... refused
+        return f"corrupt image data ({text})"
     return text or type(exc).__name__
 
 
@@ -181,7 +208,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     The file appears complete or not at all (temp file + ``os.replace``), so a crash or a
     full disk never leaves a half-written sample that a later run would trip over. What a
     format cannot store is converted: 16 bits fall to 8 except for PNG (all) and grey
-    TIFF/PPM/PGM, and alpha is composited on white for JPEG, BMP, PPM and PGM.
+    TIFF/PPM/PGM, and alpha is composited on white for JPEG, BMP, PPM and PGM. A size the
+    format cannot hold (see ``format_limit``) or any failure is one ``UserError`` naming the file.
     """
     path = Path(path)
     image = _check_array(array)
@@ -189,19 +217,36 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     if suffix not in IMAGE_EXTENSIONS:
         known = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise UserError(f"cannot write image '{path}': unknown format '{suffix}' (use {known})")
-    data = _encode(image, suffix)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    size = len(os.fsencode(path.name))
+    reason = format_limit(suffix, image.shape) or (
+        f"file name too long ({size} bytes, the limit is {NAME_MAX})" if size > NAME_MAX else None)
+    if reason:
+        raise UserError(f"cannot write image '{path}': {reason}")
+    try:
+        data = _encode(image, suffix)
+    except Exception as exc:  # noqa: BLE001 - an encoder refusing these pixels fails this file only
+        raise UserError(f"cannot write image '{path}': the {suffix[1:]} encoder failed ({_reason(exc)})") from exc
+    tail = f".{os.getpid()}.{secrets.token_hex(4)}.tmp"  # hidden, and short enough for any name
+    tmp = path.with_name("." + os.fsdecode(os.fsencode(path.name)[: NAME_MAX - 1 - len(tail)]) + tail)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise UserError(f"cannot write image '{path}': {exc.strerror or exc}") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: Path) -> None:
+    """Clean up a temp file; never raises, so the error that led here is the one reported."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def encode_image(array: np.ndarray, fmt: str = ".png") -> bytes:
@@ -209,7 +254,11 @@ def encode_image(array: np.ndarray, fmt: str = ".png") -> bytes:
     suffix = fmt.lower() if fmt.startswith(".") else f".{fmt.lower()}"
     if suffix not in IMAGE_EXTENSIONS:
         raise UserError(f"cannot encode image: unknown format '{suffix}'")
-    return _encode(_check_array(array), suffix)
+    image = _check_array(array)
+    reason = format_limit(suffix, image.shape)
+    if reason:
+        raise UserError(f"cannot encode image: {reason}")
+    return _encode(image, suffix)
 
 
 def _check_array(array: np.ndarray) -> np.ndarray:
@@ -224,8 +273,8 @@ def _check_array(array: np.ndarray) -> np.ndarray:
 
 
 def _encode(image: np.ndarray, suffix: str) -> bytes:
-    if image.dtype == np.uint16 and suffix == ".png":
-        return _png16.encode(image)
+    if image.dtype == np.uint16 and suffix == ".png":  # Pillow cannot write 16-bit colour
+        return encode_png16(image)
     if image.shape[2] == 4 and suffix in _NO_ALPHA:
         pixels = to_float(image)
         rgb, alpha = pixels[:, :, :3], pixels[:, :, 3:]

@@ -21,6 +21,7 @@ from genforge.deploy.files import add_output_options, add_runtime_options, add_t
 from genforge.deploy.infer import (
     AUTO,
     InferenceWrapper,
+    LazyImage,
     OnnxSignature,
     pad_to_multiple,
     read_input,
@@ -195,11 +196,14 @@ class Translator(InferenceWrapper):
             z = self.style_code(style, seed)
             if z is None and self.use_style:  # the prior's mean: what the torch module does for z=None
                 z = torch.zeros(1, int(self.module.z_dim), device=self.device)
-            net, x = self.module, self.label_map(image)[0]
+            self.label_map(image[:1, :1])  # the map's shape is checked before anything runs
+            net, x = self.module, LazyImage(image, lambda a: self.label_map(a)[0], self.label_nc)
         else:
             net, z = self.network(direction), None
             colour, alpha, peak = split_image(image)
-            x = match_channels(to_tensor(colour, peak) * 2 - 1, int(net.in_channels))
+            want = int(net.in_channels)
+            channels = match_channels(torch.zeros(colour.shape[2], 1, 1), want).shape[0]
+            x = LazyImage(colour, lambda a: match_channels(to_tensor(a, peak) * 2 - 1, want), channels)
         run = self._runner(net, z)
         if overlap is None:
             overlap = self.tile_overlap(run, x.shape[0], direction) if self.may_tile(tile) else 0
@@ -322,7 +326,8 @@ class Translator(InferenceWrapper):
         s.add_argument("model", help="shipped model name (pix2pix-edges2photos, ...), model folder, run directory "
                                      "or .onnx")
         s.add_argument("inputs", nargs="+", help="image files or folders (SPADE: label maps of class ids)")
-        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names)")
+        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names), or an image "
+                                                             "file (out.png, ...) for one input image")
         s.add_argument("--direction", default="a2b", choices=("a2b", "b2a"), help="CycleGAN: which generator")
         s.add_argument("--style", help="SPADE with a style encoder: take the style from this photo")
         s.add_argument("--seed", type=int, help="SPADE with a style encoder: a random style from this seed")
@@ -363,7 +368,7 @@ def cmd_translate(args) -> int:
         args.inputs, args.output,
         lambda img: tr.translate_array(img, direction=args.direction, style=style, seed=args.seed, tile=args.tile,
                                        overlap=args.overlap),
-        suffix=args.suffix, ext=args.ext or "png", max_pixels=args.max_pixels, progress=not args.no_progress,
+        suffix=args.suffix, ext=args.ext, default_ext="png", max_pixels=args.max_pixels, progress=not args.no_progress,
         reader=tr.read)
     print(f"translated {written} image(s) into {args.output}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0

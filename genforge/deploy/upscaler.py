@@ -28,11 +28,12 @@ from genforge.deploy.files import (
 from genforge.deploy.infer import (
     AUTO,
     InferenceWrapper,
+    LazyImage,
     OnnxSignature,
     pad_to_multiple,
-    quantise,
     read_input,
     split_image,
+    tiled,
     to_pil,
     to_tensor,
     with_alpha,
@@ -41,6 +42,7 @@ from genforge.errors import UserError
 from genforge.registry import register_wrapper
 
 DEFAULT_OVERLAP = 16  # tile overlap for networks that do not state their receptive field
+ALPHA_TILE, ALPHA_OVERLAP = 512, 4  # alpha is bicubic (4 taps: 2 LR pixels each side), in bounded pieces too
 
 
 def _probe(channels: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -87,11 +89,11 @@ class Upscaler(InferenceWrapper):
             y = self.module(x.contiguous(memory_format=torch.channels_last))
         return y[..., : h * self.scale, : w * self.scale].clamp_(0, 1).float().cpu()
 
-    def upscale_tensor(self, x: torch.Tensor, *, tile=AUTO, overlap: int | None = None,
-                       out_max: int = 255) -> np.ndarray:
-        """x: C x H x W float [0, 1] -> (sH x sW x C) array quantised to out_max (255 or 65535),
-        in tile x tile pieces when tile > 0, the whole image for 0, and for auto as
-        InferenceWrapper.tile_size chooses (see infer.tiled)."""
+    def upscale_tensor(self, x, *, tile=AUTO, overlap: int | None = None, out_max: int = 255) -> np.ndarray:
+        """x: C x H x W float [0, 1] (a tensor, or a LazyImage converting crops of an integer array)
+        -> (sH x sW x C) array quantised to out_max (255 or 65535), in tiles of at most tile x tile
+        when tile > 0, the whole image for 0, and for auto as InferenceWrapper.tile_size chooses
+        (see tiling.tiled)."""
         return self.run_tiled(self._run, x, tile=tile, overlap=self.default_overlap if overlap is None else overlap,
                               scale=self.scale, peak=out_max, key=x.shape[0])
 
@@ -99,16 +101,17 @@ class Upscaler(InferenceWrapper):
     def upscale_array(self, image: np.ndarray, *, tile=AUTO, overlap: int | None = None) -> np.ndarray:
         """H x W x C (C = 1, 2, 3 or 4) uint8/uint16 -> sH x sW x C of the same dtype."""
         colour, alpha, peak = split_image(image)
-        x = to_tensor(colour, peak)
-        grey_in = x.shape[0] == 1
-        if self.channels == 3 and grey_in:
-            x = match_channels(x, 3)
+        grey_in = colour.shape[2] == 1
+        channels = 3 if self.channels == 3 else colour.shape[2]
+        # converted to float a tile at a time: never a float copy of the whole image
+        x = LazyImage(colour, lambda a: match_channels(to_tensor(a, peak), channels), channels)
         y = self.upscale_tensor(x, tile=tile, overlap=overlap, out_max=peak)
         if grey_in and y.shape[2] == 3:
             y = np.round(y.astype(np.float32).mean(axis=2, keepdims=True)).astype(y.dtype)
         if alpha is not None:  # bicubic, so edges of cut-outs are not hallucinated
-            a = imresize(to_tensor(alpha, peak)[None], scale=self.scale, antialias=False)[0]
-            alpha = quantise(a, peak)
+            alpha = tiled(lambda t: imresize(t, scale=self.scale, antialias=False), LazyImage(
+                alpha, lambda a: to_tensor(a, peak), 1), tile=ALPHA_TILE, overlap=ALPHA_OVERLAP, scale=self.scale,
+                multiple=1, peak=peak)
         return with_alpha(y, alpha, rgb=False)
 
     def upscale(self, image, **kwargs):
@@ -160,8 +163,11 @@ class Upscaler(InferenceWrapper):
                                                  ".avi, animated .gif)")
         s.add_argument("--weights", metavar="FILE", help="third-party super-resolution weights (.pth, .pt, .ckpt, "
                                                          ".safetensors: ESRGAN, Real-ESRGAN, SwinIR, ...) via spandrel")
-        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names), or a video "
-                                                             "file (.mp4, ...) for one video or frames-folder input")
+        s.add_argument("-o", "--output", required=True, help="output folder (inputs keep their names), an image file "
+                                                             "(out.png, ...) for one input image, or a video file "
+                                                             "(.mp4, ...) for one video or frames-folder input")
+        s.add_argument("--self-ensemble", action="store_true", help="average the 8 flipped/rotated outputs (x8 time; "
+                                                                    "about +0.2 dB PSNR)")
         add_tile_option(s)
         s.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: the receptive-field radius)")
         add_output_options(s, ext_help="output format (png, jpg, ...; for videos mp4, mkv, ... or png for a frames "
@@ -198,17 +204,22 @@ def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile=A
     def run(lr, s):
         if not self_ensemble:
             return up.upscale_array(lr, tile=tile)
-        # x8 geometric self-ensemble (Lim et al. 2017): average over flips and transposes
-        acc = None
-        for k in range(8):
-            x = np.rot90(lr, k % 4)
-            x = x[:, ::-1] if k >= 4 else x
-            y = up.upscale_array(np.ascontiguousarray(x), tile=tile).astype(np.float64)
-            y = y[:, ::-1] if k >= 4 else y
-            y = np.rot90(y, -(k % 4))
-            acc = y if acc is None else acc + y
-        return np.round(acc / 8).astype(lr.dtype)
+        return ensemble_x8(lambda x: up.upscale_array(x, tile=tile), lr)
     return run
+
+
+def ensemble_x8(upscale, lr: np.ndarray) -> np.ndarray:
+    """x8 geometric self-ensemble (Lim et al. 2017): `upscale` (array -> array) of the 8 flips and
+    transposes of `lr`, turned back and averaged, in lr's dtype."""
+    acc = None
+    for k in range(8):
+        x = np.rot90(lr, k % 4)
+        x = x[:, ::-1] if k >= 4 else x
+        y = upscale(np.ascontiguousarray(x)).astype(np.float64)
+        y = y[:, ::-1] if k >= 4 else y
+        y = np.rot90(y, -(k % 4))
+        acc = y if acc is None else acc + y
+    return np.round(acc / 8).astype(lr.dtype)
 
 
 def evaluate_sr(model: str, benchmark: str, scale: int, *, mode: str = "y", self_ensemble: bool = False,
@@ -262,6 +273,8 @@ def cmd_upscale(args) -> int:
     written = failed = done = 0
 
     def fn(img):
+        if args.self_ensemble:
+            return ensemble_x8(lambda x: up.upscale_array(x, tile=args.tile, overlap=args.overlap), img)
         return up.upscale_array(img, tile=args.tile, overlap=args.overlap)
 
     if images:

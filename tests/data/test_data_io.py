@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from genforge.data import _png16
+from genforge.data.formats import PNG_SIGNATURE, png_chunk
 from genforge.data.io import from_float, list_image_files, read_image, read_label_map, to_float, write_image
 from genforge.errors import BadImageError, ImageTooLargeError, UserError
 
@@ -53,7 +53,7 @@ def test_grey_alpha_becomes_rgba_with_grey_replicated(tmp_path):
 def _png(width, height, ctype, body, interlace=0):
     ihdr = struct.pack(">IIBBBBB", width, height, 16, ctype, 0, 0, interlace)
     chunks = [(b"IHDR", ihdr), (b"IDAT", zlib.compress(body)), (b"IEND", b"")]
-    return _png16.SIGNATURE + b"".join(_png16._chunk(k, v) for k, v in chunks)
+    return PNG_SIGNATURE + b"".join(png_chunk(k, v) for k, v in chunks)
 
 
 def _filter_row(kind, cur, prev, bpp):
@@ -70,7 +70,7 @@ def _filter_row(kind, cur, prev, bpp):
     return bytes([kind, *out])
 
 
-def test_own_decoder_handles_all_five_filters(tmp_path):
+def test_16_bit_decoder_handles_all_five_filters(tmp_path):
     image = random_image(10, 7, 4, np.uint16)
     rows = image.astype(">u2").view(np.uint8).reshape(10, -1).tolist()
     prev, body = [0] * len(rows[0]), b""
@@ -81,10 +81,18 @@ def test_own_decoder_handles_all_five_filters(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "f.png"), image)
 
 
-def test_interlaced_16_bit_colour_is_reported_unsupported(tmp_path):
-    (tmp_path / "i.png").write_bytes(_png(2, 2, 2, b"\0" * 40, interlace=1))
-    with pytest.raises(BadImageError, match="interlaced.*unsupported"):
-        read_image(tmp_path / "i.png")
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def test_interlaced_16_bit_colour_decodes(tmp_path):
+    image = random_image(11, 9, 3, np.uint16)
+    body = b""
+    for x0, y0, dx, dy in ADAM7:  # the seven Adam7 passes, rows unfiltered
+        sub = image[y0::dy, x0::dx]
+        if sub.size:
+            body += b"".join(b"\0" + row.astype(">u2").tobytes() for row in sub)
+    (tmp_path / "i.png").write_bytes(_png(9, 11, 2, body, interlace=1))
+    np.testing.assert_array_equal(read_image(tmp_path / "i.png"), image)
 
 
 def test_exif_orientation_6_rotates_jpeg(tmp_path):
@@ -159,7 +167,7 @@ def test_label_map_refusals_name_the_file(tmp_path):
 
 def test_label_map_max_pixels_is_checked_from_the_header(tmp_path):
     huge = struct.pack(">IIBBBBB", 2000, 2000, 8, 0, 0, 0, 0)  # grey, with no pixel data to decode
-    (tmp_path / "bomb.png").write_bytes(_png16.SIGNATURE + _png16._chunk(b"IHDR", huge) + _png16._chunk(b"IDAT", b"x"))
+    (tmp_path / "bomb.png").write_bytes(PNG_SIGNATURE + png_chunk(b"IHDR", huge) + png_chunk(b"IDAT", b"x"))
     with pytest.raises(ImageTooLargeError, match="bomb.png': too large"):
         read_label_map(tmp_path / "bomb.png", max_pixels=10**6)
     Image.fromarray(IDS, "L").save(tmp_path / "small.png")
@@ -200,7 +208,7 @@ def test_max_pixels_is_checked_from_the_header(tmp_path):
     # decoding would fail differently (or exhaust memory).
     huge = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     (tmp_path / "bomb8.png").write_bytes(
-        _png16.SIGNATURE + _png16._chunk(b"IHDR", huge) + _png16._chunk(b"IDAT", b"x")
+        PNG_SIGNATURE + png_chunk(b"IHDR", huge) + png_chunk(b"IDAT", b"x")
     )
     (tmp_path / "bomb16.png").write_bytes(_png(100_000, 100_000, 2, b"\0"))
     for name in ("bomb8.png", "bomb16.png"):
