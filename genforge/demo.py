@@ -1,5 +1,6 @@
 """`make demo`: a few minutes on 2 CPU cores that show the whole life cycle on bundled data:
-train a small GAN on digits, write sample grids and the FID curve, evaluate, sample the shipped models."""
+train a small GAN on digits, write sample grids and the FID curve, evaluate, sample the shipped models,
+upscale, translate, and interpolate a bundled clip's holdout section with the shipped models."""
 
 import json
 import time
@@ -30,27 +31,27 @@ def plot_curve(metrics_file: Path, out: Path, key: str = "fid") -> Path | None:
     return out
 
 
-def run_demo(out: Path, steps: int = 1500) -> None:
+def run_demo(out: Path, steps: int = 1500, vfi_model: str = "vfinet") -> None:
     from genforge.deploy.generator import Generation
     from genforge.evaluate import evaluate, format_table, write_report
     from genforge.train import train
     out.mkdir(parents=True, exist_ok=True)
     config = Path(__file__).resolve().parent.parent / "configs" / "gan_digits.yaml"
     every = max(1, steps // 6)
-    print(f"[1/6] training a DCGAN (BCE loss) on the bundled digits for {steps} steps ...")
+    print(f"[1/7] training a DCGAN (BCE loss) on the bundled digits for {steps} steps ...")
     t0 = time.time()
     run = train(str(config), [f"train.steps={steps}", f"train.eval_every={every}", f"train.sample_every={every}",
                               f"train.checkpoint_every={every}"], runs_root=str(out / "runs"))
     print(f"      done in {time.time() - t0:.0f} s: {run}")
-    print("[2/6] sample grids and FID curve ...")
+    print("[2/7] sample grids and FID curve ...")
     trained = Generation(str(run))
     grid = trained.save(trained.generate(64), out / "gan_samples.png")
     curve = plot_curve(run / "metrics.jsonl", out / "fid_curve.png")
-    print("[3/6] evaluating (FID/KID against the real digits, class coverage) ...")
+    print("[3/7] evaluating (FID/KID against the real digits, class coverage) ...")
     result = evaluate(str(run), ["fid", "kid", "coverage"], n=2000)
     print(format_table(result))
     report = write_report(result, str(run), None)
-    print("[4/6] sampling the shipped models ...")
+    print("[4/7] sampling the shipped models ...")
     shipped = []
     for m in list_models():
         if m["task"] == "generation":
@@ -61,8 +62,9 @@ def run_demo(out: Path, steps: int = 1500) -> None:
             shipped.append(path)
     sr = superres_demo(out)
     translated = translation_demo(out)
+    interpolated = interpolation_demo(out, vfi_model)
     print("\noutputs:")
-    for p in [grid, curve, report, *shipped, sr, *translated, run / "samples", run / "tb"]:
+    for p in [grid, curve, report, *shipped, sr, *translated, *interpolated, run / "samples", run / "tb"]:
         if p is not None:
             print(f"  {p}")
     print(f"  TensorBoard: tensorboard --logdir {run / 'tb'}")
@@ -78,11 +80,11 @@ def superres_demo(out: Path) -> Path | None:
     upscalers = {m["name"]: Upscaler(m["name"], device="cpu") for m in list_models()
                  if m["task"] == "super-resolution"}
     if not upscalers:
-        print("[5/6] no super-resolution model is shipped yet: skipped")
+        print("[5/7] no super-resolution model is shipped yet: skipped")
         return None
     scale = 4 if any(up.scale == 4 for up in upscalers.values()) else 2
     models = [n for n, up in upscalers.items() if up.scale == scale]
-    print(f"[5/6] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
+    print(f"[5/7] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
           + " | ".join(models) + " | ground truth")
     images, _, _ = read_images("photos", split="holdout")
     hr = images[0][:, :, :3]
@@ -113,9 +115,9 @@ def translation_demo(out: Path) -> list[Path]:
     from genforge.metrics.psnr_ssim import psnr
     models = [m["name"] for m in list_models() if m["task"] == "translation"]
     if not models:
-        print("[6/6] no translation model is shipped yet: skipped")
+        print("[6/7] no translation model is shipped yet: skipped")
         return []
-    print(f"[6/6] image translation of a holdout image: input | output | ground truth ({', '.join(models)})")
+    print(f"[6/7] image translation of a holdout image: input | output | ground truth ({', '.join(models)})")
     written = []
     for name in models:
         tr = Translator(name, device="cpu")
@@ -135,6 +137,49 @@ def translation_demo(out: Path) -> list[Path]:
         print(f"      {name:<24} {data.names_a[0]}: PSNR {psnr(_rgb(result), _rgb(target)):.2f} dB (whole image, RGB)")
         written.append(path)
     return written
+
+
+def interpolation_demo(out: Path, model: str = "vfinet", clip: str = "bikes.mp4", seconds: float = 1.0) -> list[Path]:
+    """frame 0 | blend | DIS | model | ground truth | frame 1 on the first holdout triplet of a bundled clip,
+    with PSNR, and the first `seconds` of its holdout section at twice the frame rate (MP4)."""
+    from genforge.data.io import write_image
+    from genforge.data.triplets import split_frames
+    from genforge.deploy.interpolator import Interpolator
+    from genforge.deploy.pretrained import names_a_model
+    from genforge.deploy.video import VideoWriter, bundled_clip, open_video
+    from genforge.errors import UserError
+    from genforge.metrics.flow import dis_interpolate
+    from genforge.metrics.psnr_ssim import psnr
+    if not names_a_model(model):
+        print(f"[7/7] no frame-interpolation model {model!r} is shipped yet: skipped")
+        return []
+    try:
+        vfi = Interpolator(model, device="cpu")
+    except UserError as err:
+        print(f"[7/7] frame interpolation: skipped ({err})")
+        return []
+    t0 = time.time()
+    with open_video(bundled_clip(clip)) as reader:
+        fps, frames = reader.fps, split_frames(list(reader), "holdout")  # never trained on
+    frames, clip = frames[:max(3, round(seconds * fps))], Path(clip).stem
+    print(f"[7/7] frame interpolation ({model}) of {clip}'s holdout section: frame 0 | blend | DIS | model | "
+          f"ground truth | frame 1, and {len(frames)} frames at twice {float(fps):.4g} fps")
+    a, truth, b = frames[:3]
+    outputs = {"blend": np.round((a.astype(np.float64) + b) / 2).astype(np.uint8),
+               "DIS": dis_interpolate(a, b, 0.5), "model": vfi.interpolate_array(a, b, 0.5)}
+    print("      " + ", ".join(f"{name} {psnr(y, truth):.2f} dB" for name, y in outputs.items())
+          + " (PSNR of the middle frame against the true one, RGB)")
+    gap = np.full((a.shape[0], 6, 3), 255, np.uint8)
+    strip = out / f"interpolation_{clip}.png"
+    write_image(strip, np.concatenate([x for t in (a, *outputs.values(), truth, b) for x in (t, gap)][:-1], axis=1))
+    video = out / f"interpolation_{clip}_x2.mp4"
+    h, w = a.shape[:2]
+    with VideoWriter(video, fps * 2, w, h, progress=False) as writer:
+        for frame in vfi.interpolate_frames(frames, 2, name=clip):
+            writer.write(frame)
+    print(f"      {writer.count} frames at {float(fps * 2):.4g} fps ({float(writer.count / (fps * 2)):.1f} s), "
+          f"done in {time.time() - t0:.0f} s")
+    return [strip, video]
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
