@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from genforge.errors import UserError
+from genforge.errors import DiskError, UserError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -37,12 +37,45 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def make_dir(path: Path, what: str) -> Path:
+    """mkdir -p, with a file in the way, a read-only disk or no permission one DiskError naming
+    `what` (e.g. 'run directory')."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DiskError(f"cannot create {what} {path}: it exists and is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if DiskError.matches(err):
+            raise DiskError.from_os(err, f"cannot create {what} {path}", name_file=False) from None
+        raise
+    return path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a crash after it cannot bring the old name back)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot sync a directory: the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
 def save_text(path: Path, text: str) -> None:
     """Write a small text file atomically (temporary name, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load(path: Path, map_location="cpu", *, what: str = "checkpoint") -> dict:
@@ -73,6 +106,46 @@ def load(path: Path, map_location="cpu", *, what: str = "checkpoint") -> dict:
         raise UserError(f"cannot load {what} {path}: not a readable torch file ({first})") from None
 
 
+CHECKPOINT_KEYS = ("step", "task", "rng")  # what a resume needs; "export" and "config": what a model needs
+
+
+def load_checkpoint(path: Path, *, need: tuple[str, ...] = CHECKPOINT_KEYS, map_location="cpu") -> dict:
+    """load(), then check it is a genforge training checkpoint holding the keys in `need`."""
+    ckpt = load(path, map_location)
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path} is not a genforge checkpoint (it holds a {type(ckpt).__name__}, not a mapping)")
+    missing = [k for k in need if k not in ckpt]
+    if missing:
+        raise UserError(f"{path} is not a genforge checkpoint (no {', '.join(missing)})")
+    if "step" in need and (isinstance(ckpt["step"], bool) or not isinstance(ckpt["step"], int) or ckpt["step"] < 0):
+        raise UserError(f"{path} is not a genforge checkpoint (step is {ckpt['step']!r})")
+    for key in ("task", "rng", "export", "config"):
+        if key in need and not isinstance(ckpt[key], dict):
+            raise UserError(f"{path} is not a genforge checkpoint ({key} is a {type(ckpt[key]).__name__})")
+    if "export" in need and not all(torch.is_tensor(v) for v in ckpt["export"].values()):
+        raise UserError(f"{path} is not a genforge checkpoint (its export weights are not all tensors)")
+    if "config" in need:
+        _check_run_config(ckpt["config"], f"{path} is not a genforge checkpoint: its config")
+    return ckpt
+
+
+# the run-config entries deployment reads: a model folder or checkpoint without them is refused up front
+_RUN_KEYS = (("model", "name"), ("task", "kind"), ("data", "dataset"))
+
+
+def _check_run_config(run, what: str) -> None:
+    if not isinstance(run, dict):
+        raise UserError(f"{what} must be a mapping of sections (model, task, data, train), not "
+                        f"{'null' if run is None else type(run).__name__}")
+    for section, key in _RUN_KEYS:
+        if section not in run:
+            raise UserError(f"{what} has no {section!r} section")
+        if not isinstance(run[section], dict):
+            raise UserError(f"{what}: {section} must be a mapping, not {type(run[section]).__name__}")
+        if not isinstance(run[section].get(key), str):
+            raise UserError(f"{what}: {section}.{key} is missing or not a string")
+
+
 @dataclass
 class ModelSource:
     name: str
@@ -81,23 +154,62 @@ class ModelSource:
     card: str = ""
 
 
+# how a pickle starts: torch.save's zip archive, or a raw pickle (protocol 2 and later)
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
 def _read_folder(folder: Path) -> ModelSource:
+    where = f"cannot read model folder {folder}"
     try:
-        meta = json.loads((folder / "config.json").read_text())
-        state = load_file(str(folder / "model.safetensors"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read model folder {folder}: {err}") from None
-    card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
+        meta = json.loads((folder / "config.json").read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise UserError(f"{where}: config.json: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{where}: config.json is not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                        f"offset {err.start})") from None
+    except ValueError as err:
+        raise UserError(f"{where}: config.json is not valid JSON ({str(err)[:200]})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{where}: config.json must hold a JSON object with a 'run' section, "
+                        f"not {'null' if meta is None else type(meta).__name__}")
+    if "run" not in meta:
+        raise UserError(f"{where}: config.json has no 'run' section (the run config the network is built from)")
+    _check_run_config(meta["run"], f"{where}: config.json: run")
+    state = _read_safetensors(folder / "model.safetensors", where)
+    try:
+        card = (folder / "README.md").read_text(errors="replace") if (folder / "README.md").is_file() else ""
+    except OSError:
+        card = ""
     return ModelSource(folder.name, meta["run"], state, card)
+
+
+def _read_safetensors(path: Path, where: str) -> dict:
+    """A safetensors file's tensors. safetensors parses a header and copies bytes, never unpickles; a
+    pickle under that name (which it cannot parse) is recognised only to say so."""
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001  (SafetensorError and IO errors all mean: not loadable)
+        if isinstance(err, OSError):
+            raise UserError(f"{where}: {path.name}: {err.strerror or err}") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        head = b"?"
+    if not head:
+        raise UserError(f"{where}: {path.name} is empty")
+    if head.startswith(_PICKLE_MAGIC):
+        raise UserError(f"{where}: {path.name} is a pickle (torch.save) file, not safetensors; "
+                        "refusing to unpickle it")
+    raise UserError(f"{where}: {path.name} is not a valid safetensors file ({first})")
 
 
 def _read_run(run_dir: Path) -> ModelSource:
     last = latest(run_dir)
     if last is None:
         raise UserError(f"run {run_dir} has no checkpoint yet")
-    ckpt = load(last)
-    if "export" not in ckpt or "config" not in ckpt:
-        raise UserError(f"{last} is not a genforge checkpoint")
+    ckpt = load_checkpoint(last, need=("export", "config"))
     return ModelSource(run_dir.name, ckpt["config"], ckpt["export"])
 
 
@@ -108,9 +220,7 @@ def read_source(name_or_path: str) -> ModelSource:
     if (path / "checkpoints").is_dir() or (path / "config.yaml").is_file():
         return _read_run(path)
     if path.suffix == ".pt" and path.is_file():
-        ckpt = load(path)
-        if "export" not in ckpt:
-            raise UserError(f"{path} is not a genforge checkpoint")
+        ckpt = load_checkpoint(path, need=("export", "config"))
         return ModelSource(path.stem, ckpt["config"], ckpt["export"])
     if (PRETRAINED_DIR / name_or_path / "config.json").is_file() and "/" not in name_or_path:
         return _read_folder(PRETRAINED_DIR / name_or_path)

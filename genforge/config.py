@@ -4,6 +4,7 @@ The model and task sections are the unions of the registered families' config cl
 (genforge/registry.py); the shared sections are in genforge/schema.py. A resolved RunConfig is
 saved in every run directory and checkpoint; it alone rebuilds the model."""
 
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -25,7 +26,7 @@ TaskConfig = _union([row.config for row in registry.tasks().values()], "kind")
 
 class RunConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of the run directory.")
-    seed: int = 0
+    seed: int = Field(0, ge=-2**63, lt=2**63, description="Seeds every RNG (torch takes 64-bit seeds).")
     data: DataConfig = DataConfig()
     model: ModelConfig
     task: TaskConfig
@@ -55,9 +56,39 @@ def _format_error(err: ValidationError) -> str:
     elif first["type"] == "missing":
         msg = "required key is missing"
     elif "input" in first and first["type"] not in ("value_error", "union_tag_invalid", "model_type"):
-        msg = f"{msg} (got {first['input']!r})"
+        msg = f"{msg} (got {_SHORT.repr(first['input'])})"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"config error: {key}: {msg}{more}"
+
+
+_SHORT = reprlib.Repr()  # a huge value (a YAML alias bomb) is quoted short
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 4, 60, 60
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently); keys brought in by a `<<` merge may be overridden, as YAML intends."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -67,7 +98,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"config error: --set {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_yaml(raw) if raw != "" else ""
+    except yaml.constructor.ConstructorError as err:
+        raise ConfigError(f"config error: --set {item!r}: {err.problem}") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -102,11 +135,23 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config error: no such config file: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"config error: cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"config error: {path} line {line}: not UTF-8 text "
+                          f"(byte 0x{data[err.start]:02x}); save the file as UTF-8") from None
+    try:
+        raw = parse_yaml(text)
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" line {where.line + 1}" if where else ""
-        raise ConfigError(f"config error: {path}{line}: not valid YAML") from None
+        problem = getattr(err, "problem", "") or ""
+        what = problem if problem.startswith("duplicate key") else "not valid YAML"
+        raise ConfigError(f"config error: {path}{line}: {what}") from None
     return raw if raw is not None else {}
 
 

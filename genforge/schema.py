@@ -1,9 +1,11 @@
 """The config sections every family shares (data, augmentation, optimizers, training); each family
 declares its own model and task sections next to its code, and genforge/config.py joins them."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class Strict(BaseModel):
@@ -36,7 +38,7 @@ class DataConfig(Strict):
 class Optim(Strict):
     optimizer: Literal["adam", "rmsprop"] = "adam"
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Beta, Beta] = Field((0.5, 0.999), description="Adam's decay rates, each in [0, 1).")
     schedule: Literal["constant", "cosine", "linear"] = Field(
         "constant", description="Learning-rate schedule; decay starts at decay_start * steps.")
     decay_start: float = Field(0.0, ge=0.0, lt=1.0)
@@ -54,7 +56,7 @@ class TrainConfig(Strict):
     features: str = Field("auto", description="FID feature network: auto, digits, none, torchscript:PATH.")
     max_nonfinite: int = Field(5, ge=1, description="Non-finite steps in a row before restoring.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(0, ge=0, description="CPU threads (0 = the cores this process may use).")
+    threads: int = Field(0, ge=0, le=1024, description="CPU threads (0 = the cores this process may use).")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description=(
         "Forward passes under autocast in this dtype; backward and optimizer steps stay fp32. fp16 adds "
         "a GradScaler per optimizer; bf16 needs none and suits instance-norm networks (translation). "

@@ -7,6 +7,7 @@ before the run directory exists, so a bad invocation leaves nothing half-written
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -14,10 +15,10 @@ import yaml
 
 from genforge import config as C
 from genforge import registry
-from genforge.checkpoint_files import read_source
+from genforge.checkpoint_files import make_dir, read_source
 from genforge.engine import checkpoint, distributed
 from genforge.engine.fit import fit, seed_everything
-from genforge.errors import ConfigError, UserError
+from genforge.errors import ConfigError, DiskError, UserError
 
 
 def resolve_config(config_path: str | None, overrides: list[str], resume: str | None) -> C.RunConfig:
@@ -68,6 +69,8 @@ def train(config_path: str | None = None, overrides: list[str] = (), *, resume: 
           run_dir: str | None = None, runs_root: str = "runs", progress: bool = True,
           callbacks=()) -> Path:
     cfg = resolve_config(config_path, list(overrides), resume)
+    # read (and checked) before anything is written: a resume from a bad checkpoint changes nothing
+    start = checkpoint.load_checkpoint(checkpoint.latest(Path(resume))) if resume is not None else None
     dist = distributed.init(cfg.train.device)
     distributed.set_cpu_threads(cfg.train.threads, int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
     seed_everything(cfg.seed + dist.rank)
@@ -78,26 +81,70 @@ def train(config_path: str | None = None, overrides: list[str] = (), *, resume: 
         init_weights(task, cfg)
 
     if resume is not None:
-        out, start = Path(resume), checkpoint.latest(Path(resume))
+        out = Path(resume)
     else:
-        start = None
         out = Path(run_dir) if run_dir else new_run_dir(cfg, Path(runs_root))
         if dist.enabled:  # every rank must agree on rank 0's directory name
             box = [str(out)]
             torch.distributed.broadcast_object_list(box, src=0)
             out = Path(box[0])
+        if out.exists() and not out.is_dir():
+            raise UserError(f"run directory {out} exists and is a file, not a folder")
         if out.exists() and any(out.iterdir()) and dist.is_main:
             raise UserError(f"run directory {out} exists and is not empty (use --resume to continue it)")
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoint.save_text(out / "config.yaml", C.dump(cfg))
-        if class_names:
-            checkpoint.save_text(out / "classes.yaml", yaml.safe_dump(class_names))
-
-    callbacks = [*make_callbacks(out), *callbacks]
+    created = not out.exists()
     try:
-        fit(task, batches, cfg.train, run_dir=out, dist=dist, callbacks=callbacks, resume=start,
-            config=cfg.model_dump(mode="json"), progress=progress and dist.is_main)
-    finally:
-        distributed.shutdown()
+        if dist.is_main:
+            make_dir(out, "run directory")
+            _end_with_whole_line(out / "metrics.jsonl")
+            checkpoint.save_text(out / "config.yaml", C.dump(cfg))
+            if class_names:
+                checkpoint.save_text(out / "classes.yaml", yaml.safe_dump(class_names))
+        callbacks = [*make_callbacks(out), *callbacks]
+        try:
+            fit(task, batches, cfg.train, run_dir=out, dist=dist, callbacks=callbacks, resume=start,
+                config=cfg.model_dump(mode="json"), progress=progress and dist.is_main)
+        finally:
+            distributed.shutdown()
+    except OSError as err:
+        if not DiskError.matches(err) or not dist.is_main:
+            raise
+        raise _disk_full(err, out, fresh=resume is None, created=created) from None
     return out
+
+
+def _disk_full(err: OSError, out: Path, *, fresh: bool, created: bool) -> DiskError:
+    """The error for a write that failed mid-run; the last whole checkpoint stays where it is (they
+    are written atomically). A new run without one is taken back (the folder removed, or emptied if
+    it was given empty): there is nothing in it to continue."""
+    last = checkpoint.latest(out) if out.is_dir() else None
+    if last is not None:
+        then = f"the last good checkpoint is {last}; free some space and continue with: genforge train --resume {out}"
+    elif fresh and out.is_dir():
+        for child in [out] if created else list(out.iterdir()):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        then = f"no checkpoint had been written, so {out} was {'removed' if created else 'emptied'}"
+    else:
+        then = "no checkpoint had been written"
+    return DiskError(f"{DiskError.from_os(err, f'cannot write run directory {out}')}; {then}")
+
+
+def _end_with_whole_line(path: Path) -> None:
+    """Cut a line a full disk or a kill left half-written at the end of a JSON-lines log, so that a
+    resumed run appends whole records after whole records."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+        cut = tail.rfind(b"\n")
+        f.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))

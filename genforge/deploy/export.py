@@ -16,8 +16,8 @@ import torch
 
 from genforge import registry
 from genforge.deploy.infer import family_of_source
-from genforge.deploy.pretrained import FORMAT, build_export_module, read_source
-from genforge.errors import UserError
+from genforge.deploy.pretrained import FORMAT, build_export_module, make_dir, read_source
+from genforge.errors import DiskError, UserError
 
 TOLERANCE = 1e-4
 
@@ -39,8 +39,11 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
         raise UserError(f"model {source.name!r}: {family} models cannot be exported to ONNX")
     meta = {"genforge_format": FORMAT, "task": family, **signature.meta, "config": json.dumps(source.config),
             "integer_inputs": json.dumps(list(signature.integer_inputs))}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{out_path.name}-", suffix=".onnx", dir=out_path.parent)
+    make_dir(out_path.parent, "output folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{out_path.name}-", suffix=".onnx", dir=out_path.parent)
+    except OSError as err:
+        raise _write_error(err, out_path) from None
     os.close(fd)
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -69,10 +72,18 @@ def export_onnx(name_or_path: str, out_path, *, opset: int = 17) -> dict:
                             + ", ".join(f"{k} {v:.3g}" for k, v in bad.items()) + f" (tolerance {TOLERANCE})")
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _write_error(err, out_path) from None
         raise
     return {"path": str(out_path), "max_abs_diff": diffs, "opset": opset}
+
+
+def _write_error(err: OSError, out_path: Path) -> BaseException:
+    if not DiskError.matches(err):
+        return err
+    return DiskError.from_os(err, f"cannot write ONNX model {out_path}", name_file=False)
 
 
 CUDA_PROVIDER = "CUDAExecutionProvider"

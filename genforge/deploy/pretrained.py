@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 from pydantic import ValidationError
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from genforge import registry
-from genforge.checkpoint_files import PRETRAINED_DIR, ModelSource, read_source  # noqa: F401  (the deploy API)
-from genforge.errors import UserError
+from genforge.checkpoint_files import PRETRAINED_DIR, ModelSource, make_dir, read_source  # noqa: F401  (deploy API)
+from genforge.errors import DiskError, UserError
 
 FORMAT = 1
 
@@ -76,16 +76,22 @@ def write_folder(source: ModelSource, out: str | Path, *, description: str = "",
     """A model folder from a resolved run config and the export module's weights."""
     build_export_module(source)  # refuse to export what cannot be loaded back
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"output {out} exists and is not empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    make_dir(out.parent, "output folder")
+    meta = {"genforge_format": FORMAT, "task": registry.family_of(source.config["task"]["kind"]),
+            "description": description, "run": source.config}
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in source.state.items()}
     try:
-        meta = {"genforge_format": FORMAT, "task": registry.family_of(source.config["task"]["kind"]),
-                "description": description, "run": source.config}
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    except OSError as err:
+        raise _write_error(err, out) from None
+    try:
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in source.state.items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        # serialised here and written by Python: a full disk is an OSError, not a SafetensorError
+        (tmp / "model.safetensors").write_bytes(save(state))
         (tmp / "README.md").write_text(card if card is not None else default_card(out.name, source, description))
         tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
         for f in tmp.iterdir():
@@ -93,13 +99,22 @@ def write_folder(source: ModelSource, out: str | Path, *, description: str = "",
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _write_error(err, out) from None
         raise
     return out
 
 
+def _write_error(err: OSError, out: Path) -> BaseException:
+    if not DiskError.matches(err):
+        return err
+    return DiskError.from_os(err, f"cannot write model folder {out}", name_file=False)
+
+
 def default_card(name: str, source: ModelSource, description: str) -> str:
     cfg = source.config
+    data, train = cfg.get("data") or {}, cfg.get("train") or {}
     return (f"# {name}\n\n{description}\n\n- task: {cfg['task']['kind']}\n- model: {cfg['model']['name']}\n"
-            f"- data: {cfg['data']['dataset']} ({cfg['data']['split']})\n- steps: {cfg['train']['steps']}\n")
+            f"- data: {data.get('dataset', '?')} ({data.get('split', '?')})\n- steps: {train.get('steps', '?')}\n")

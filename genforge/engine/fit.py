@@ -125,7 +125,7 @@ def _mean_metrics(sums: dict, counts: dict) -> dict[str, float]:
 
 
 def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | None = None,
-        callbacks=(), resume: Path | None = None, config: dict | None = None,
+        callbacks=(), resume: Path | dict | None = None, config: dict | None = None,
         progress: bool = True) -> int:
     """Train `task` for cfg.steps steps on `batches` (an object with .batch(step) -> dict).
 
@@ -141,15 +141,17 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
             task.networks[name].compile()
     if resume is not None:
         # read on the CPU: load_state_dict moves weights and optimizer state to the networks' device,
-        # while the RNG states must stay CPU byte tensors
-        state = checkpoint.load(resume)
+        # while the RNG states must stay CPU byte tensors. A dict: the checkpoint, already read.
+        state = resume if isinstance(resume, dict) else checkpoint.load_checkpoint(resume)
         task.load_state_dict(state["task"])
-        step = int(state["step"])
-        if dist.world_size == 1 or "rng" not in state:
-            set_rng_state(state["rng"], dist.device)
+        step = state["step"]
+        if dist.world_size == 1 or dist.is_main:
+            try:
+                set_rng_state(state["rng"], dist.device)
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                raise UserError(f"checkpoint at step {step}: its RNG state is damaged ({err!s:.200})") from None
         else:  # only rank 0's generator state is saved; other ranks reseed deterministically
-            set_rng_state(state["rng"], dist.device) if dist.is_main else \
-                seed_everything(hash((step, dist.rank)) % 2**31)
+            seed_everything(hash((step, dist.rank)) % 2**31)
     for net in task.networks.values():
         distributed.broadcast_module(net)
 
