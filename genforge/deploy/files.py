@@ -192,9 +192,9 @@ def add_tile_option(s, extra: str = "") -> None:
                         "memory, on the CPU the whole image if it fits --max-memory, else the largest tile that "
                         "does, both at the model's measured bytes per pixel" + extra)
     s.add_argument("--max-memory", type=memory_option, default=DEFAULT_MAX_MEMORY, metavar="SIZE",
-                   help=f"with --tile auto on the CPU: the most the network's working set may take at once "
-                        f"(e.g. 512M, 2G; default {DEFAULT_MAX_MEMORY // 2 ** 20}M). The process also holds torch "
-                        f"(~0.5 GB) and the 8/16-bit image in and out")
+                   help=f"with --tile auto on the CPU: memory for one image, its 8/16-bit arrays in and out plus "
+                        f"the network's working set on a tile (e.g. 512M, 2G; default "
+                        f"{DEFAULT_MAX_MEMORY // 2 ** 20}M); torch and the model add ~0.6 GB to the process")
 
 
 def check_tile(tile) -> None:
@@ -208,3 +208,31 @@ def add_runtime_options(s) -> None:
                                                        "half the memory, faster on tensor cores)")
     s.add_argument("--provider", choices=("cpu", "cuda"), help="ONNX Runtime execution provider for .onnx "
                                                                "models (default cpu; cuda with --device cuda)")
+
+
+def process_videos(pairs: list[tuple[Path, Path]], transform: Callable, *, fps_factor: int = 1, codec=None,
+                   crf: int = 18, progress: bool = True, after: Callable | None = None) -> tuple[int, int]:
+    """Stream every (video, output) pair through transform(frames, src) (video.transcode: audio kept,
+    nothing half-written); a bad video is one `error:` line and counted, the others are still done.
+    after(src, dst), if given, runs for every video written. Returns (written, failed)."""
+    from genforge.deploy.video import transcode
+    done = failed = 0
+    for src, dst in pairs:
+        if os.path.realpath(src) == os.path.realpath(dst):
+            print(f"error: {src}: the output would overwrite the input (use another -o)", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            info = transcode(src, dst, lambda frames, src=src: transform(frames, src), fps_factor=fps_factor,
+                             codec=codec, crf=crf, progress=progress)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        done += 1
+        audio = f", audio {'+'.join(info['audio'])} kept" if info["audio"] else ""
+        print(f"wrote {dst}: {info['frames']} frames {info['width']}x{info['height']} at "
+              f"{float(info['fps']):.3f} fps{audio}")
+        if after is not None:
+            after(src, dst)
+    return done, failed

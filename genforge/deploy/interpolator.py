@@ -8,7 +8,6 @@ network's reconstruction of them. A video at --factor N gets N output frames per
 input frame, then the N - 1 frames at t = j/N; the last input frame is repeated N times), so at N
 times the frame rate its duration is unchanged."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,13 @@ from fastapi.responses import Response
 
 from genforge.data.color import match_channels
 from genforge.data.io import IMAGE_EXTENSIONS, decode_image, encode_image, read_image, write_image
-from genforge.deploy.files import add_output_options, add_runtime_options, add_video_options, split_media
+from genforge.deploy.files import (
+    add_output_options,
+    add_runtime_options,
+    add_video_options,
+    process_videos,
+    split_media,
+)
 from genforge.deploy.infer import (
     InferenceWrapper,
     OnnxSignature,
@@ -328,28 +333,12 @@ def _video_targets(args) -> list[tuple[Path, Path]]:
 
 
 def _interpolate_videos(args) -> int:
-    from genforge.deploy.video import transcode
     if args.n is not None or args.t is not None:
         raise UserError("-n and --t apply to two images; for videos give --factor N")
     factor = check_factor(2 if args.factor is None else args.factor)
     pairs = _video_targets(args)
     vfi = Interpolator.from_options(args.model, args)
-    done = failed = 0
-    for src, dst in pairs:
-        if src.resolve() == dst.resolve():
-            print(f"skipped {src}: the output would overwrite the input (use another -o)", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            info = transcode(src, dst, lambda frames, src=src: vfi.interpolate_frames(frames, factor, name=f"'{src}'"),
-                             fps_factor=factor, codec=args.codec, crf=args.crf, progress=not args.no_progress)
-        except UserError as err:  # a bad video is reported and counted; the batch goes on
-            print(f"error: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        done += 1
-        audio = f", audio {'+'.join(info['audio'])} kept" if info["audio"] else ""
-        print(f"wrote {dst}: {info['frames']} frames {info['width']}x{info['height']} at "
-              f"{float(info['fps']):.3f} fps{audio}")
+    done, failed = process_videos(pairs, lambda frames, src: vfi.interpolate_frames(frames, factor, name=f"'{src}'"),
+                                  fps_factor=factor, codec=args.codec, crf=args.crf, progress=not args.no_progress)
     print(f"interpolated {done} video(s) x{factor} into {args.output}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0

@@ -3,7 +3,6 @@ third-party weights alike), its ONNX signature, its service endpoint (POST /v1/u
 benchmark evaluation behind `genforge eval-sr`."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from genforge.deploy.files import (
     add_video_options,
     check_tile,
     process_files,
+    process_videos,
     split_media,
 )
 from genforge.deploy.infer import (
@@ -266,11 +266,11 @@ def cmd_upscale(args) -> int:
             raise UserError("upscale needs a model (or --weights FILE) and at least one input image or folder")
         inputs = inputs[1:]
         up = Upscaler.from_options(args.model, args)
-    from genforge.deploy.video import VIDEO_EXTENSIONS, transcode
+    from genforge.deploy.video import VIDEO_EXTENSIONS
     images, videos = split_media(inputs, args.output, suffix=args.suffix, ext=args.ext)
     if args.reference and (images or len(videos) != 1):
         raise UserError("--reference applies to one video input")
-    written = failed = done = 0
+    written = failed = 0
 
     def fn(img):
         if args.self_ensemble:
@@ -281,24 +281,10 @@ def cmd_upscale(args) -> int:
         image_ext = None if args.ext and "." + args.ext.lstrip(".").lower() in VIDEO_EXTENSIONS else args.ext
         written, failed = process_files(images, args.output, fn, suffix=args.suffix, ext=image_ext,
                                         max_pixels=args.max_pixels, progress=not args.no_progress)
-    for src, dst in videos:
-        if src.resolve() == dst.resolve():
-            print(f"skipped {src}: the output would overwrite the input (use another -o)", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            info = transcode(src, dst, lambda frames: map(fn, frames), codec=args.codec, crf=args.crf,
-                             progress=not args.no_progress)
-        except UserError as err:  # a bad video is reported and counted; the batch goes on
-            print(f"error: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        done += 1
-        audio = f", audio {'+'.join(info['audio'])} kept" if info["audio"] else ""
-        print(f"wrote {dst}: {info['frames']} frames {info['width']}x{info['height']} at "
-              f"{float(info['fps']):.3f} fps{audio}")
-        if args.reference:
-            print(reference_report(src, dst, args.reference, up.scale))
+    report = (lambda src, dst: print(reference_report(src, dst, args.reference, up.scale))) if args.reference else None
+    done, bad = process_videos(videos, lambda frames, src: map(fn, frames), codec=args.codec, crf=args.crf,
+                               progress=not args.no_progress, after=report)
+    failed += bad
     parts = ([f"{written} image(s)"] if images or not videos else []) + ([f"{done} video(s)"] if videos else [])
     what = " and ".join(parts)
     print(f"upscaled {what} x{up.scale} into {args.output}" + (f"; {failed} failed" if failed else ""))

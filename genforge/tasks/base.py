@@ -37,6 +37,17 @@ def make_scheduler(optimizer, optim_cfg, total_steps: int) -> torch.optim.lr_sch
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+@contextlib.contextmanager
+def evaluating(net: nn.Module):
+    """net in eval mode inside the block, back in its previous mode after (validation, previews)."""
+    was = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was)
+
+
 class Task:
     def __init__(self, device: torch.device):
         self.device = device

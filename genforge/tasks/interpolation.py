@@ -22,7 +22,7 @@ from genforge.metrics.flow import intermediate_flows
 from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.vfinet import backward_warp
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, make_optimizer, make_scheduler
+from genforge.tasks.base import Task, evaluating, make_optimizer, make_scheduler
 
 
 class InterpolationTaskConfig(Strict):
@@ -129,11 +129,8 @@ class InterpolationTask(Task):
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict[str, float]:
-        net = self.export_module()
-        was = net.training
-        net.eval()
-        out = net(batch["a"], batch["b"], batch["t"], batch.get("init")).clamp(0, 1)
-        net.train(was)
+        with evaluating(self.export_module()) as net:
+            out = net(batch["a"], batch["b"], batch["t"], batch.get("init")).clamp(0, 1)
         blend = batch["a"] * (1 - batch["t"].view(-1, 1, 1, 1)) + batch["b"] * batch["t"].view(-1, 1, 1, 1)
         scores = {"psnr": float(batch_psnr(out, batch["g"])), "psnr_blend": float(batch_psnr(blend, batch["g"]))}
         if "init" in batch:  # where the network starts: the classical flows, warped and time-weighted

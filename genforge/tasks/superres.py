@@ -20,7 +20,7 @@ from genforge.losses import charbonnier, d_loss, feature_matching, g_loss
 from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.sr_discriminator import SRDiscriminator, SRDiscriminatorConfig
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, make_optimizer, make_scheduler
+from genforge.tasks.base import Task, evaluating, make_optimizer, make_scheduler
 
 
 class DegradationConfig(Strict):
@@ -162,11 +162,8 @@ class SuperResTask(Task):
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict[str, float]:
-        net = self.export_module()
-        was = net.training
-        net.eval()
-        sr = net(batch["lr"])
-        net.train(was)
+        with evaluating(self.export_module()) as net:
+            sr = net(batch["lr"])
         return {"psnr": float(batch_psnr(sr, batch["hr"], shave=self.networks["g"].scale))}
 
     def trained_network(self) -> nn.Module:

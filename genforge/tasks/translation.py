@@ -22,7 +22,7 @@ from genforge.losses import multiscale_d_loss, multiscale_g_loss
 from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.patchgan import MultiScaleDiscriminator, PatchGANConfig
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, make_optimizer, make_scheduler
+from genforge.tasks.base import Task, evaluating, make_optimizer, make_scheduler
 
 # the seconds-long trainings the shared tests run (16-32 px crops of the bundled sets, tiny D)
 TINY_TRANSLATION = {"task": {"patch_size": 16, "val_images": 1, "val_size": 32,
@@ -139,12 +139,8 @@ class TranslationTask(Task):
 
     @torch.no_grad()
     def translate_batch(self, batch: dict) -> torch.Tensor:
-        net = self.export_module()
-        was = net.training
-        net.eval()
-        out = net(self.generator_input(batch))
-        net.train(was)
-        return out
+        with evaluating(self.export_module()) as net:
+            return net(self.generator_input(batch))
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict[str, float]:
