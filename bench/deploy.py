@@ -7,15 +7,17 @@ service under load.
    warm-up; the two runtimes alternate call by call, so a busy neighbour on the machine slows both
    alike. Throughput is output megapixels per second (super-resolution, translation) or images per
    second (generation). torch uses 2 threads, ONNX Runtime 2 intra-op threads (CPU provider).
-2. `genforge serve --models isrnet-x2` in a child process takes REQUESTS /v1/upscale calls of a
-   128x128 image with IN_FLIGHT of them in flight: p50/p95 latency, throughput, and the server
-   process's peak RSS.
+2. `genforge serve --models isrnet-x2` in a child process, at its defaults and at the other
+   SERVICE_CONFIGS, takes REQUESTS /v1/upscale calls of a 128x128 image with IN_FLIGHT of them in
+   flight: answers by status (200, 503, other 5xx, 4xx), p50/p95 latency, throughput, and the
+   server process's peak RSS.
 
 Writes bench/results/deploy.md and the README section between <!-- bench:deploy --> markers.
 
     python bench/deploy.py            # the full run, about 5-10 minutes on 2 cores
     python bench/deploy.py --quick    # smoke run: small inputs, few calls, 40 requests (< 1 minute)
     python bench/deploy.py --quick --models /tmp/x/pix2pix-test   # a model folder not shipped yet
+    python bench/deploy.py --service-only   # the load test alone: bench/results/deploy_service.md
 """
 
 import argparse
@@ -220,12 +222,21 @@ class PeakRSS:
         return float("nan"), "not available"
 
 
-def service(total: int, in_flight: int, side: int) -> dict:
+# service configurations: (label, serve options, --threads; 0 = the server's default, cores / concurrency)
+SERVICE_CONFIGS = {
+    "defaults": ("defaults (--concurrency 2 --queue 32, 1 thread each)", (), 0),
+    "old-defaults": ("--concurrency 1 --queue 8 --threads 2 (the defaults before)",
+                     ("--concurrency", "1", "--queue", "8"), 2),
+    "one-worker": ("--concurrency 1 --queue 32 --threads 2", ("--concurrency", "1", "--queue", "32"), 2),
+}
+
+
+def service(total: int, in_flight: int, side: int, config: str = "defaults") -> dict:
+    label, options, threads = SERVICE_CONFIGS[config]
     image = (photo_like(3, side, side).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     request = {"data": {"model": SERVICE_MODEL},
                "files": {"image": ("x.png", encode_image(image, ".png"), "image/png")}}
-    with serve_process([SERVICE_MODEL], "--concurrency", "1", "--queue", str(in_flight), threads=THREADS,
-                       start_timeout=120, cwd=ROOT) as (url, proc):
+    with serve_process([SERVICE_MODEL], *options, threads=threads, start_timeout=120, cwd=ROOT) as (url, proc):
         idle_mb = (rss_kb(proc.pid, "VmRSS") or float("nan")) / 1024
         asyncio.run(post_many(url, "/v1/upscale", total=4, in_flight=1, **request))  # first calls allocate the pools
         peak = PeakRSS(proc.pid)
@@ -238,8 +249,10 @@ def service(total: int, in_flight: int, side: int) -> dict:
     if shapes and shapes != {(2 * side, 2 * side, 3)}:
         sys.exit(f"unexpected output sizes {shapes}")
     latencies = np.array([s for _, s, _ in results]) * 1000
-    return {"model": SERVICE_MODEL, "requests": total, "in_flight": in_flight, "side": side, "ok": len(ok),
-            "5xx": sum(r[0] >= 500 for r in results), "other": sum(r[0] != 200 and r[0] < 500 for r in results),
+    return {"model": SERVICE_MODEL, "config": label, "requests": total, "in_flight": in_flight, "side": side,
+            "ok": len(ok), "503": sum(r[0] == 503 for r in results),
+            "5xx": sum(r[0] >= 500 and r[0] != 503 for r in results),
+            "other": sum(r[0] != 200 and r[0] < 500 for r in results),
             "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
             "seconds": seconds, "rps": total / seconds, "mpix_s": len(ok) * (2 * side) ** 2 / 1e6 / seconds,
             "idle_mb": idle_mb, "peak_mb": peak_mb, "rss_method": method}
@@ -262,7 +275,7 @@ def machine() -> str:
             f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
 
 
-def report(rows: list[dict], notes: list[str], svc: dict, ort_threads: int, command: str, load: tuple) -> str:
+def report(rows: list[dict], notes: list[str], svc: list[dict], ort_threads: int, command: str, load: tuple) -> str:
     lines = [f"Machine: {machine()}; torch threads {torch.get_num_threads()}, ONNX Runtime intra-op threads "
              f"{ort_threads} (CPU provider); 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at "
              f"the end (other jobs share the cores). Date: {datetime.date.today().isoformat()}. "
@@ -280,20 +293,25 @@ def report(rows: list[dict], notes: list[str], svc: dict, ort_threads: int, comm
                      f"{r['ort_s'] * 1000:,.1f} | {r['torch_s'] / r['ort_s']:.2f}x | "
                      f"{r['torch_rate']:,.2f} {r['unit']} | {r['ort_rate']:,.2f} {r['unit']} |")
     lines += [""] + [f"* {n}" for n in notes] + ([""] if notes else [])
-    s = svc
-    lines += [f"Service: `genforge serve --models {s['model']} --concurrency 1 --queue {s['in_flight']} "
-              f"--threads {THREADS}` (PyTorch) in a child process; {s['requests']} POST /v1/upscale of a "
-              f"{s['side']}x{s['side']} PNG, {s['in_flight']} in flight, from an httpx client in the benchmark "
-              f"process (it shares the cores with the server). Latency per request, client side, queueing "
-              f"included; peak RSS of the server process ({s['rss_method']}).",
-              "",
-              "| model | requests | in flight | ok | 5xx | other | p50 ms | p95 ms | requests/s | MPix/s out | "
-              "server RSS idle | server peak RSS |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|",
-              f"| {s['model']} | {s['requests']} | {s['in_flight']} | {s['ok']} | {s['5xx']} | {s['other']} | "
-              f"{s['p50_ms']:,.0f} | {s['p95_ms']:,.0f} | {s['rps']:.1f} | {s['mpix_s']:.2f} | "
-              f"{s['idle_mb']:,.0f} MB | {s['peak_mb']:,.0f} MB |"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + service_table(svc)) + "\n"
+
+
+def service_table(svcs: list[dict]) -> list[str]:
+    s = svcs[0]
+    lines = [f"Service: `genforge serve --models {s['model']}` (PyTorch) in a child process, at each configuration "
+             f"below; {s['requests']} POST /v1/upscale of a {s['side']}x{s['side']} PNG, {s['in_flight']} in flight, "
+             f"from an httpx client in the benchmark process (it shares the cores with the server). Latency per "
+             f"request, client side, queueing included (503s answer at once); peak RSS of the server process "
+             f"({s['rss_method']}).",
+             "",
+             "| model | configuration | requests | in flight | 200 | 503 | other 5xx | 4xx | p50 ms | p95 ms | "
+             "requests/s | MPix/s out | server RSS idle | server peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in svcs:
+        lines.append(f"| {s['model']} | {s['config']} | {s['requests']} | {s['in_flight']} | {s['ok']} | {s['503']} | "
+                     f"{s['5xx']} | {s['other']} | {s['p50_ms']:,.0f} | {s['p95_ms']:,.0f} | {s['rps']:.1f} | "
+                     f"{s['mpix_s']:.2f} | {s['idle_mb']:,.0f} MB | {s['peak_mb']:,.0f} MB |")
+    return lines
 
 
 def write_readme(text: str) -> None:
@@ -324,14 +342,38 @@ def main() -> None:
                    help="runtime comparison of these models only: shipped names, model folders or run directories "
                         "(default: every shipped model)")
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/results and README alone")
+    p.add_argument("--service-only", action="store_true",
+                   help="only the service under load: writes bench/results/deploy_service.md, leaves README alone")
+    p.add_argument("--configs", default="defaults,old-defaults,one-worker",
+                   help=f"service configurations to load, comma list of: {', '.join(SERVICE_CONFIGS)}")
     args = p.parse_args()
     torch.set_num_threads(THREADS)
     command = "python bench/deploy.py" + "".join(f" {a}" for a in sys.argv[1:])
     t0, load_start = time.perf_counter(), os.getloadavg()[0]
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if unknown := [c for c in configs if c not in SERVICE_CONFIGS]:
+        p.error(f"--configs: unknown {', '.join(unknown)}; choose from {', '.join(SERVICE_CONFIGS)}")
+    total = args.requests or (40 if args.quick else 200)
+    if args.service_only:
+        svcs = []
+        for config in configs:
+            print(f"service under load: {config}", flush=True)
+            svcs.append(service(total, args.in_flight, 128, config))
+        text = (f"Machine: {machine()}; 1-minute load average {load_start:.1f} at the start and "
+                f"{os.getloadavg()[0]:.1f} at the end (other jobs share the cores). Date: "
+                f"{datetime.date.today().isoformat()}. Command: `{command}`.\n\n")
+        text += "\n".join(service_table(svcs)) + "\n"
+        print(text)
+        if not (args.quick or args.no_write):
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            (RESULTS / "deploy_service.md").write_text("# Service under load\n\n" + text)
+        return
     rows, notes, ort_threads = runtimes(args.quick, args.budget, args.models.split(",") if args.models else None)
-    print("service under load", flush=True)
-    svc = service(args.requests or (40 if args.quick else 200), args.in_flight, 128)
-    text = report(rows, notes, svc, ort_threads, command, (load_start, os.getloadavg()[0]))
+    svcs = []
+    for config in configs:
+        print(f"service under load: {config}", flush=True)
+        svcs.append(service(total, args.in_flight, 128, config))
+    text = report(rows, notes, svcs, ort_threads, command, (load_start, os.getloadavg()[0]))
     print(text)
     print(f"bench took {time.perf_counter() - t0:.0f} s")
     if args.quick or args.no_write:

@@ -79,7 +79,7 @@ def cmd_serve(args) -> int:
     if not names:
         raise UserError("--models needs at least one model name or folder")
     limits = Limits(max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels, timeout=args.timeout,
-                    concurrency=args.concurrency, queue=args.queue)
+                    read_timeout=args.read_timeout, concurrency=args.concurrency, queue=args.queue)
     serve(names, host=args.host, port=args.port, limits=limits, device=args.device, threads=args.threads)
     return 0
 
@@ -149,10 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--max-upload-bytes", type=int, default=20 * 1024 * 1024, help="larger uploads get 413")
     s.add_argument("--max-pixels", type=int, default=4_000_000, help="larger input images get 413")
-    s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before 504")
-    s.add_argument("--concurrency", type=int, default=1, help="model calls running at once")
-    s.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503 + Retry-After")
-    s.add_argument("--threads", type=int, default=0, help="torch threads (0 = cores / concurrency)")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before 504 (waiting included; "
+                                                              "tiled work stops at its next tile)")
+    s.add_argument("--read-timeout", type=float, default=20.0, help="seconds a client has to send the headers and "
+                                                                   "the whole body; then 408 and the connection closes")
+    s.add_argument("--concurrency", type=int, default=2, help="model calls running at once")
+    s.add_argument("--queue", type=int, default=32, help="requests that may wait; more get 503 + Retry-After")
+    s.add_argument("--threads", type=int, default=0, help="torch threads per model call (0 = cores / concurrency)")
     s.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     s.set_defaults(func=cmd_serve)
 

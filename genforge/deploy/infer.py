@@ -1,11 +1,10 @@
 """The one inference base: opening a model (torch or ONNX), and what every family's wrapper does
 around its network: 8/16-bit and alpha handling, float conversion, padding to the network's size
-multiple and cropping back, clamping and quantising, tiling with overlap, the tile size `auto`
-picks, half-precision inference. The wrappers (one per family, registered with
-genforge.registry.register_wrapper) are used by the CLI, the Python API, ONNX Runtime and the HTTP
-service alike."""
+multiple and cropping back, clamping and quantising, tiling with overlap and the tile size `auto`
+picks (the functions live in genforge.deploy.tiling), half-precision inference. The wrappers (one
+per family, registered with genforge.registry.register_wrapper) are used by the CLI, the Python
+API, ONNX Runtime and the HTTP service alike."""
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,6 +14,26 @@ import torch.nn.functional as F
 
 from genforge import registry
 from genforge.deploy.pretrained import ModelSource, build_export_module, read_source
+from genforge.deploy.tiling import (  # noqa: F401  (re-exported: the wrappers and tests import them from here)
+    AUTO,
+    CUDA_BUDGET_FRACTION,
+    DEFAULT_MAX_MEMORY,
+    MAX_AUTO_TILE,
+    MIN_TILE,
+    ONNX_CPU_BYTES_PER_PIXEL,
+    ONNX_CUDA_TILE,
+    PROBE_SIDE,
+    LazyImage,
+    auto_tile_size,
+    bound_heap,
+    cuda_available_bytes,
+    image_bytes,
+    measure_bytes_per_pixel,
+    measure_cpu_bytes_per_pixel,
+    quantise,
+    tiled,
+    working_set,
+)
 from genforge.device import select_device
 from genforge.errors import UserError
 
@@ -73,13 +92,6 @@ def to_tensor(array: np.ndarray, peak: int) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32) / peak).permute(2, 0, 1)
 
 
-def quantise(y: torch.Tensor, peak: int, *, signed: bool = False) -> np.ndarray:
-    """C x H x W float in [0, 1] (or [-1, 1] when signed) -> H x W x C uint8/uint16, clamped."""
-    y = ((y.float().clamp(-1, 1) + 1) * (peak / 2)) if signed else y.float().clamp(0, 1) * peak
-    dtype = np.uint16 if peak > 255 else np.uint8
-    return np.ascontiguousarray(y.round_().permute(1, 2, 0).cpu().numpy().astype(dtype))
-
-
 def with_alpha(out: np.ndarray, alpha: np.ndarray | None, *, rgb: bool = True) -> np.ndarray:
     """Append an alpha channel (converted to out's bit depth); with `rgb` grey output becomes RGBA."""
     if alpha is None:
@@ -99,77 +111,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, *, extra_width: int = 0) -> 
         mode = "reflect" if h > ph and w > pw else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     return x
-
-
-def tiled(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, tile: int, overlap: int,
-          scale: int, multiple: int, peak: int, signed: bool = False) -> np.ndarray:
-    """run(1 x C x h x w) -> 1 x C' x sh x sw over tile x tile pieces of x (C x H x W), each read with
-    `overlap` extra pixels on every side (rounded up to the size multiple, so strided levels stay
-    aligned) and only its centre kept: the result equals the untiled one wherever the overlap covers
-    the receptive field. Memory is bounded by the tile, whatever the image's size."""
-    _, H, W = x.shape
-    s, m = scale, multiple
-    if not tile or (H <= tile and W <= tile):
-        return quantise(run(x[None])[0], peak, signed=signed)
-    tile = max(m, tile - tile % m)
-    pad = overlap + (-overlap) % m
-    out = None
-    for top in range(0, H, tile):
-        for left in range(0, W, tile):
-            t0, l0 = max(0, top - pad), max(0, left - pad)
-            y = run(x[None, :, t0:min(H, top + tile + pad), l0:min(W, left + tile + pad)])[0]
-            bottom, right = min(H, top + tile), min(W, left + tile)
-            core = quantise(y[:, (top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s], peak,
-                            signed=signed)
-            if out is None:
-                out = np.empty((H * s, W * s, core.shape[2]), dtype=core.dtype)
-            out[top * s:bottom * s, left * s:right * s] = core
-    return out
-
-
-# --- how large a tile: `auto` ------------------------------------------------------------------
-AUTO = "auto"
-MIN_TILE = 16
-MAX_AUTO_TILE = 2048  # GPU throughput is saturated far below this; it bounds each tile's host-side float copy
-CUDA_BUDGET_FRACTION = 0.5  # headroom for allocator fragmentation, cuDNN's size-dependent workspace, neighbours
-PROBE_SIDE = 128
-ONNX_CUDA_TILE = 512  # ONNX Runtime's arena is invisible to torch's allocator, so nothing can be measured
-
-
-def auto_tile_size(available_bytes: float, bytes_per_pixel: float, *, multiple: int = 1, overlap: int = 0,
-                   fraction: float = CUDA_BUDGET_FRACTION) -> int:
-    """The largest square tile (input pixels a side, a multiple of `multiple`) whose read window, the
-    tile plus `overlap` (rounded up to the multiple, as `tiled` does) on each side, fits `fraction`
-    of the available memory at `bytes_per_pixel`; at least MIN_TILE, at most MAX_AUTO_TILE. A pure
-    function of the budget, so a CPU memory budget can use it as well as the GPU's free memory."""
-    pad = overlap + (-overlap) % multiple
-    window = math.isqrt(int(max(available_bytes, 0) * fraction / max(bytes_per_pixel, 1e-9)))
-    tile = min(window - 2 * pad, MAX_AUTO_TILE)
-    tile -= tile % multiple
-    return max(tile, MIN_TILE + (-MIN_TILE) % multiple)
-
-
-def cuda_available_bytes(device: torch.device) -> int:
-    """Free device memory plus what torch's caching allocator holds unused: both can take a tile."""
-    free, _ = torch.cuda.mem_get_info(device)
-    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-
-
-def measure_bytes_per_pixel(run: Callable[[torch.Tensor], torch.Tensor], channels: int, multiple: int,
-                            device: torch.device) -> float:
-    """Peak CUDA memory of one call of run on a PROBE_SIDE probe, per input pixel. Measured rather
-    than derived from the layers, so that skip connections, the bicubic base, the chroma path, the
-    output and cuDNN's workspace all count; the probe's fixed costs only make it conservative.
-    Convolutional networks grow linearly with the pixels; an attention block grows faster, which
-    the budget's headroom and run_tiled's halving on out-of-memory absorb."""
-    side = PROBE_SIDE + (-PROBE_SIDE) % multiple
-    probe = torch.zeros(1, channels, side, side)
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    run(probe)
-    torch.cuda.synchronize(device)
-    return max(torch.cuda.max_memory_allocated(device) - base, 1) / (side * side)
 
 
 def half_precision(modules: list[torch.nn.Module], dtype: torch.dtype) -> None:
@@ -234,6 +175,9 @@ class InferenceWrapper:
     multiple = 1  # the network's size multiple (the tiles' alignment)
     dtype = torch.float32  # the network's, after use_half
     half_dtype = torch.float16  # what --half uses: fp16 keeps 11 significant bits, bf16 only 8
+    max_memory: int | None = DEFAULT_MAX_MEMORY
+    """CPU budget in bytes for `tile=auto` (--max-memory): the image's arrays in and out plus the
+    network's working set on a tile (tiling.working_set); None: whole images on the CPU."""
 
     def __init__(self, name_or_path: str, device: str = "auto", *, source=None, opened=None):
         self.source, self.module, self.device = opened or open_model(name_or_path, device, source)
@@ -241,6 +185,8 @@ class InferenceWrapper:
         if family != self.family:
             raise UserError(f"model {self.source.name!r} is a {family} model, not a {self.noun}{self.hint}")
         self._bytes_per_pixel: dict = {}
+        if self.device.type == "cpu":
+            bound_heap()  # so that memory freed after a tile is given back (see tiling.bound_heap)
 
     @classmethod
     def from_options(cls, model: str, args, *, opened=None):
@@ -248,6 +194,7 @@ class InferenceWrapper:
         if opened is not None and args.provider:
             raise UserError(f"--provider {args.provider}: applies to .onnx models only (PyTorch models use --device)")
         wrapper = cls(model, opened=opened or open_model(model, args.device, provider=args.provider))
+        wrapper.max_memory = getattr(args, "max_memory", wrapper.max_memory)
         if args.half:
             wrapper.use_half()
         return wrapper
@@ -279,41 +226,66 @@ class InferenceWrapper:
         return self.device.type == "cuda" or getattr(self.module, "provider", "cpu") == "cuda"
 
     def may_tile(self, tile) -> bool:
-        """Whether `tile` can cut an image at all (not 0, not auto on the CPU)."""
-        return self.on_cuda if tile == AUTO else bool(tile)
+        """Whether `tile` can cut an image at all (not 0; auto on the CPU only under a budget)."""
+        return (self.on_cuda or self.max_memory is not None) if tile == AUTO else bool(tile)
 
-    def tile_size(self, tile, run: Callable, channels: int, overlap: int, key=None) -> int:
+    def bytes_per_pixel(self, run: Callable, channels: int, key=None) -> float:
+        """The network's working set per input pixel, measured once per key (input channels or
+        direction): peak CUDA memory on CUDA, the tensors it holds at once on the CPU (see
+        tiling.measure_cpu_bytes_per_pixel); ONNX Runtime's memory cannot be observed, so on the
+        CPU an .onnx file is taken at ONNX_CPU_BYTES_PER_PIXEL."""
+        if key not in self._bytes_per_pixel:
+            if not isinstance(self.module, torch.nn.Module):
+                figure = ONNX_CPU_BYTES_PER_PIXEL
+            elif self.device.type == "cuda":
+                figure = measure_bytes_per_pixel(run, channels, self.multiple, self.device)
+            else:
+                figure = measure_cpu_bytes_per_pixel(run, channels, self.multiple)
+            self._bytes_per_pixel[key] = figure
+        return self._bytes_per_pixel[key]
+
+    def tile_size(self, tile, run: Callable, channels: int, overlap: int, key=None, shape=None,
+                  held: int = 0) -> int:
         """What `tile` means here: a number as given; auto on CUDA the largest tile that fits the
-        free memory at this network's measured bytes per pixel (measured once per key: input
-        channels or direction), on the CPU 0 (the whole image, as before: the CPU's memory budget
-        is chosen elsewhere)."""
+        free memory at this network's measured bytes per pixel; auto on the CPU the largest tile
+        whose working set fits max_memory less `held` (the image's own arrays, see working_set),
+        or 0, the whole image, when the image of `shape` (H, W) fits it whole or max_memory is None."""
         if not self.may_tile(tile):
             return 0
         if tile != AUTO:
             return int(tile)
-        if not isinstance(self.module, torch.nn.Module):
-            return max(self.multiple, ONNX_CUDA_TILE - ONNX_CUDA_TILE % self.multiple)
-        if key not in self._bytes_per_pixel:
-            self._bytes_per_pixel[key] = measure_bytes_per_pixel(run, channels, self.multiple, self.device)
-        return auto_tile_size(cuda_available_bytes(self.device), self._bytes_per_pixel[key],
-                              multiple=self.multiple, overlap=overlap)
+        if self.on_cuda:
+            if not isinstance(self.module, torch.nn.Module):
+                return max(self.multiple, ONNX_CUDA_TILE - ONNX_CUDA_TILE % self.multiple)
+            return auto_tile_size(cuda_available_bytes(self.device), self.bytes_per_pixel(run, channels, key),
+                                  multiple=self.multiple, overlap=overlap)
+        per_pixel = self.bytes_per_pixel(run, channels, key)
+        budget = working_set(self.max_memory, held)
+        if shape is not None:
+            h, w = (int(n) + (-int(n)) % self.multiple for n in shape)
+            if h * w * per_pixel <= budget:
+                return 0
+        return auto_tile_size(budget, per_pixel, multiple=self.multiple, overlap=overlap, fraction=1.0)
 
-    def run_tiled(self, run: Callable, x: torch.Tensor, *, tile, overlap: int, scale: int, peak: int,
+    def run_tiled(self, run: Callable, x, *, tile, overlap: int, scale: int, peak: int,
                   signed: bool = False, key=None) -> np.ndarray:
-        """infer.tiled at the tile `tile` resolves to. An auto tile that still runs out of memory
-        (other processes, an attention block's quadratic growth) is halved and the image redone; a
-        tile the user chose is theirs to change, so that is one clear error instead."""
-        chosen = self.tile_size(tile, run, x.shape[0], overlap, key)
+        """infer.tiled at the tile `tile` resolves to (x: a C x H x W tensor or a LazyImage). An
+        auto tile that still runs out of memory (other processes, an attention block's quadratic
+        growth) is halved and the image redone; a tile the user chose is theirs to change, so that
+        is one clear error instead."""
+        chosen = self.tile_size(tile, run, x.shape[0], overlap, key, shape=x.shape[1:],
+                                held=image_bytes(x, scale, peak))
         while True:
             try:
                 return tiled(run, x, tile=chosen, overlap=overlap, scale=scale, multiple=self.multiple, peak=peak,
                              signed=signed)
-            except torch.cuda.OutOfMemoryError:
+            except torch.OutOfMemoryError:
                 chosen = min(chosen or max(x.shape[1:]), max(x.shape[1:])) // 2
                 if tile != AUTO or chosen < MIN_TILE:
                     given = {0: "the whole image", AUTO: f"{MIN_TILE}-pixel tiles"}.get(tile, f"--tile {tile}")
                     raise UserError(f"out of memory with {given}: pass a smaller --tile") from None
-            torch.cuda.empty_cache()  # outside the except: the failed tile's tensors died with its traceback
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()  # outside the except: the failed tile's tensors died with its traceback
 
     def describe(self) -> dict:
         """What /v1/models and the page show."""

@@ -22,11 +22,12 @@ def free_port() -> int:
 @contextmanager
 def serve_process(models: list[str], *options: str, threads: int = 1, start_timeout: float = 90, cwd=None):
     """Yield (base URL, Popen) of `genforge serve` on 127.0.0.1 once /healthz answers; the process
-    is always ended afterwards.
+    is always ended afterwards. `threads` is passed as --threads (0: the server's default).
 
     Its output goes to a file (a pipe nobody reads would block the server once it fills), and is
     shown if the server does not come up."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    # threads=0: the server's own choice (cores / concurrency per model call)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     with tempfile.TemporaryFile() as log:
         for attempt in range(3):  # the free port can be taken between choosing and binding it
             log.seek(0)

@@ -2,11 +2,19 @@
 JSON and multipart.
 
 Models load once at start-up and are addressed by name only, so no request can make the server
-read or write a path. Every model call runs in a small thread pool (``concurrency`` workers) under
-``torch.inference_mode``; at most ``queue`` further requests wait for a worker and the rest are
-turned away at once with 503 + Retry-After, which keeps latency bounded instead of letting a
-backlog grow. A request that outlives ``timeout`` gets 504; its work still holds its slot until
-it finishes, so timed-out requests cannot pile up behind the limit. Every error is a JSON
+read or write a path. Every model call runs in a small thread pool (``concurrency`` workers, each
+with cores / concurrency torch threads) under ``torch.inference_mode``; at most ``queue`` further
+requests wait for a worker and the rest are turned away at once with 503 + Retry-After, which
+keeps latency bounded instead of letting a backlog grow. The defaults (2 workers of 1 thread, a
+queue of 32) answer 16 clients of small images at once without a 503 on 2 cores (bench/deploy.py).
+
+Budgets per request: the upload's size and the image's declared pixels (413, checked before
+decoding); ``read_timeout`` seconds to send the headers and the whole body (a stalled or trickling
+client gets 408, or is disconnected when its headers never end, so slow clients cannot hold every
+connection); ``timeout`` seconds for the answer, waiting included (504). A timed-out request's
+model call is told to stop: tiled work (upscaling, translation) ends at the next tile and frees its
+worker; a call that cannot be cut (generation, one whole small image) finishes first, and holds its
+slot until then, so timed-out requests cannot pile up behind the limit. Every error is a JSON
 ``{"error": "..."}`` with a 4xx/5xx status, and the server keeps serving.
 """
 
@@ -27,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genforge import registry
 from genforge.deploy.infer import load
+from genforge.deploy.tiling import Stopped, stoppable
 from genforge.errors import BadImageError, ImageTooLargeError, UserError
 
 log = logging.getLogger("genforge.serve")
@@ -42,14 +51,17 @@ class Limits:
     max_pixels: int = 4_000_000
     """Largest input image in pixels, read from its header before decoding (413 above)."""
     timeout: float = 60.0
-    """Seconds a request may take, waiting included (504 after)."""
-    concurrency: int = 1
+    """Seconds a request may take, waiting included (504 after; its tiled work stops at the next tile)."""
+    read_timeout: float = 20.0
+    """Seconds a client has to send a request's headers and its whole body (408 or disconnect after)."""
+    concurrency: int = 2
     """Model calls running at once (threads in the inference pool)."""
-    queue: int = 8
+    queue: int = 32
     """Requests that may wait for a worker; beyond that 503 with Retry-After."""
     tile: int = 256
-    """Upscale in tiles of this many input pixels (bounded memory for large images on any device;
-    translation tiles as `auto` does: whole images on the CPU, a tile from free memory on CUDA)."""
+    """Upscale in tiles of at most this many input pixels (bounded memory for large images on any
+    device, and a point every tile where a timed-out request stops); translation tiles as `auto`
+    does: under the wrapper's --max-memory budget on the CPU, from free memory on CUDA."""
     retry_after: int = 2
     """Seconds suggested to a client turned away with 503."""
 
@@ -67,13 +79,14 @@ class Pool:
         self._lock = threading.Lock()
         self.pending = 0  # admitted and not finished (running or waiting)
 
-    def submit(self, fn, *args) -> Future:
+    def submit(self, fn, *args, stop: threading.Event | None = None) -> Future:
+        """Run fn(*args) in a worker; setting `stop` asks tiled work to end at its next tile."""
         with self._lock:
             if self.pending >= self.capacity:
                 raise Busy
             self.pending += 1
         try:
-            future = self.executor.submit(_inference, fn, *args)
+            future = self.executor.submit(_inference, fn, stop, *args)
         except BaseException:
             self._release(None)
             raise
@@ -88,8 +101,8 @@ class Pool:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _inference(fn, *args):
-    with torch.inference_mode():  # thread-local: must be entered in the worker thread
+def _inference(fn, stop, *args):
+    with torch.inference_mode(), stoppable(stop):  # thread-local: must be entered in the worker thread
         return fn(*args)
 
 
@@ -127,6 +140,82 @@ class _BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+class _ReadTimeout:
+    """408 for a request whose body is not all in within read_timeout seconds of its start (the
+    route's multipart parsing is waiting on it): a trickling or stalled upload frees its connection
+    and never reaches the inference pool."""
+
+    def __init__(self, app, limits: Limits):
+        self.app, self.seconds = app, limits.read_timeout
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        done = False
+
+        async def timed_receive():
+            nonlocal done
+            if done:  # the body is in: later receives wait for a disconnect, which may take any time
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except TimeoutError:
+                raise HTTPException(408, f"request body not received within {self.seconds:g} s",
+                                    headers={"Connection": "close"}) from None
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+def header_timeout_protocol(seconds: float):
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete within
+    `seconds` of it opening or of the previous response (uvicorn waits for headers forever, so a
+    client sending them a byte at a time would hold a connection, and enough such clients every
+    connection the server allows)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11(H11Protocol):
+        _header_timer = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(seconds, self._headers_late)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                                     b"Content-Length: 0\r\n\r\n")
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # headers complete: the body's deadline is _ReadTimeout's
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+    return HeaderTimeoutH11
+
+
 def _too_large(limit: int) -> JSONResponse:
     return _error(413, f"request body larger than {limit} bytes")
 
@@ -142,15 +231,19 @@ class Service:
 
     async def run(self, fn, *args):
         """fn(*args) in the inference pool, with the service's limits turned into 503/504/4xx."""
+        stop = threading.Event()
         try:
-            future = self.pool.submit(fn, *args)
+            future = self.pool.submit(fn, *args, stop=stop)
         except Busy:
             raise HTTPException(503, "server busy: too many requests waiting, retry later",
                                 headers={"Retry-After": str(self.limits.retry_after)}) from None
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.limits.timeout)
         except TimeoutError:
-            future.cancel()  # drops it if it never started; a running call finishes in its thread
+            future.cancel()  # drops it if it never started
+            stop.set()  # a running call ends at its next tile (tiling.checkpoint)
+            raise HTTPException(504, f"request took longer than {self.limits.timeout:g} s") from None
+        except Stopped:
             raise HTTPException(504, f"request took longer than {self.limits.timeout:g} s") from None
         except ImageTooLargeError as err:
             raise HTTPException(413, str(err)) from None
@@ -189,9 +282,9 @@ def load_models(names: list[str], device: str = "cpu") -> dict:
 def create_app(models: dict | list[str], limits: Limits | None = None, *, device: str = "cpu") -> FastAPI:
     """The FastAPI application. `models` are names/paths (loaded now) or already-loaded wrappers."""
     limits = limits or Limits()
-    if limits.concurrency < 1 or limits.queue < 0 or limits.timeout <= 0 or limits.max_pixels < 1 \
-            or limits.max_upload_bytes < 1:
-        raise UserError("serve limits: concurrency >= 1, queue >= 0, timeout > 0, max sizes >= 1")
+    if limits.concurrency < 1 or limits.queue < 0 or limits.timeout <= 0 or limits.read_timeout <= 0 \
+            or limits.max_pixels < 1 or limits.max_upload_bytes < 1:
+        raise UserError("serve limits: concurrency >= 1, queue >= 0, timeout and read timeout > 0, max sizes >= 1")
     if not isinstance(models, dict):
         models = load_models(list(models), device)
     if not models:
@@ -208,6 +301,7 @@ def create_app(models: dict | list[str], limits: Limits | None = None, *, device
                               "Errors are JSON objects {\"error\": \"...\"}.")
     app.state.models, app.state.limits, app.state.pool = models, limits, pool
     app.add_middleware(_BodyLimit, limits=limits)
+    app.add_middleware(_ReadTimeout, limits=limits)  # outermost: its deadline covers the whole body
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request, exc: StarletteHTTPException):
@@ -257,7 +351,8 @@ def serve(models: list[str], *, host: str = "127.0.0.1", port: int = 8000, limit
         log.warning("listening on %s: the service has no authentication", host)
     print(f"serving {', '.join(app.state.models)} on http://{host}:{port}/ (API docs at /docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5,
-                limit_concurrency=max(64, 4 * (limits.concurrency + limits.queue)))
+                limit_concurrency=max(64, 4 * (limits.concurrency + limits.queue)),
+                http=header_timeout_protocol(limits.read_timeout))
 
 
 __all__ = ["Limits", "create_app", "load_models", "serve"]

@@ -2,11 +2,12 @@
 service endpoint (POST /v1/translate) and `genforge eval` on the holdout images against their
 ground truth.
 
-Tiles (`--tile`, auto on CUDA) read a bound of the generator's receptive radius around them, so a
-generator without per-image statistics (norm none, or batch norm, which deployment runs in eval
-mode) gives exactly the untiled output. Instance norm (CycleGAN's and SPADE's defaults) normalises
-each tile by its own statistics, and a U-Net's bottleneck sees the whole crop: their tiles are
-close to the whole image's output, not equal to it."""
+Tiles (`--tile`; auto: on CUDA from free memory, on the CPU above --max-memory) read a bound of
+the generator's receptive radius around them, so a generator without per-image statistics (norm
+none, or batch norm, which deployment runs in eval mode) gives exactly the untiled output.
+Instance norm (CycleGAN's and SPADE's defaults) normalises each tile by its own statistics, and a
+U-Net's bottleneck sees the whole crop: their tiles are close to the whole image's output, not
+equal to it."""
 
 import numpy as np
 import torch

@@ -49,7 +49,10 @@ def test_cuda_available_bytes_counts_the_allocators_unused_cache(monkeypatch):
 
 def test_tile_choice_per_device(sr_folder, monkeypatch):
     up = Upscaler(str(sr_folder), device="cpu")
-    assert up.tile_size(AUTO, up._run, 3, 8) == 0  # CPU: the whole image, as before
+    # CPU: the whole image when it fits --max-memory, else a tile from it (tests/deploy/test_memory_budget.py)
+    assert up.tile_size(AUTO, up._run, 3, 8, shape=(32, 32)) == 0
+    up.max_memory = None
+    assert up.tile_size(AUTO, up._run, 3, 8) == 0  # no budget: the whole image
     assert up.tile_size(0, up._run, 3, 8) == 0 and up.tile_size(64, up._run, 3, 8) == 64
     measured = []
     monkeypatch.setattr(infer, "measure_bytes_per_pixel", lambda run, c, m, d: measured.append(c) or 500.0)
@@ -72,13 +75,14 @@ def test_auto_tile_halves_when_out_of_memory(sr_folder):
         return x.repeat_interleave(2, -2).repeat_interleave(2, -1)
 
     x = torch.rand(3, 40, 36)
+    up.max_memory = None  # the whole image first, as on CUDA with plenty of free memory
     whole = tiled(lambda t: t.repeat_interleave(2, -2).repeat_interleave(2, -1), x, tile=0, overlap=0, scale=2,
                   multiple=1, peak=255)
     up.multiple = 1
     assert np.array_equal(up.run_tiled(run, x, tile=AUTO, overlap=0, scale=2, peak=255), whole)
     assert calls[0] == (40, 36) and max(h * w for h, w in calls[1:]) <= 24 * 24
-    with pytest.raises(UserError, match="out of memory with --tile 32: pass a smaller --tile"):
-        up.run_tiled(run, x, tile=32, overlap=0, scale=2, peak=255)
+    with pytest.raises(UserError, match="out of memory with --tile 36: pass a smaller --tile"):
+        up.run_tiled(run, x, tile=36, overlap=0, scale=2, peak=255)  # balanced tiles of 20 x 36
 
 
 # --- translation tiles -------------------------------------------------------------------------
@@ -165,7 +169,7 @@ def test_provider_cuda_refused_when_not_installed(onnx_file, sr_folder, monkeypa
 
 def test_onnx_models_keep_their_precision_and_tile_on_cpu(onnx_file):
     up = load(str(onnx_file), device="cpu")
-    assert up.tile_size(AUTO, up._run, 3, 8) == 0 and not up.on_cuda
+    assert up.tile_size(AUTO, up._run, 3, 8, shape=(32, 32)) == 0 and not up.on_cuda
     with pytest.raises(UserError, match="--half applies to PyTorch models"):
         up.use_half()
     up.module.provider = "cuda"  # what a CUDA session reports: auto tiles then, at a fixed size
