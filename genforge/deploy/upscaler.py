@@ -27,6 +27,7 @@ from genforge.deploy.files import (
 )
 from genforge.deploy.infer import (
     AUTO,
+    DEFAULT_MAX_MEMORY,
     InferenceWrapper,
     LazyImage,
     OnnxSignature,
@@ -192,7 +193,7 @@ class Upscaler(InferenceWrapper):
 
 
 
-def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile=AUTO):
+def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile=AUTO, max_memory=DEFAULT_MAX_MEMORY):
     """(lr array, scale) -> sr array, for a model name/path or the 'bicubic' baseline."""
     from genforge.metrics.psnr_ssim import upscale_bicubic
     if model == "bicubic":
@@ -200,6 +201,7 @@ def sr_upscale_fn(model: str, scale: int, *, self_ensemble: bool = False, tile=A
     up = Upscaler(model, device="auto")
     if up.scale != scale:
         raise UserError(f"model {model!r} upscales x{up.scale}, not x{scale}: pass --scale {up.scale}")
+    up.max_memory = max_memory
 
     def run(lr, s):
         if not self_ensemble:
@@ -223,11 +225,11 @@ def ensemble_x8(upscale, lr: np.ndarray) -> np.ndarray:
 
 
 def evaluate_sr(model: str, benchmark: str, scale: int, *, mode: str = "y", self_ensemble: bool = False,
-                tile=AUTO) -> dict:
+                tile=AUTO, max_memory=DEFAULT_MAX_MEMORY) -> dict:
     from genforge.metrics.psnr_ssim import evaluate_benchmark, load_benchmark
     images = load_benchmark(benchmark, scale)
     result = evaluate_benchmark(images, scale, sr_upscale_fn(model, scale, self_ensemble=self_ensemble,
-                                                             tile=tile), mode=mode)
+                                                             tile=tile, max_memory=max_memory), mode=mode)
     return {"model": model, "benchmark": str(Path(benchmark).name), "scale": scale, "mode": mode,
             "self_ensemble": self_ensemble, **result}
 
@@ -316,7 +318,7 @@ def reference_report(src, dst, reference, scale: int) -> str:
 def cmd_eval_sr(args) -> int:
     check_tile(args.tile)
     result = evaluate_sr(args.model, args.benchmark, args.scale, mode=args.mode,
-                         self_ensemble=args.self_ensemble, tile=args.tile)
+                         self_ensemble=args.self_ensemble, tile=args.tile, max_memory=args.max_memory)
     baseline = evaluate_sr("bicubic", args.benchmark, args.scale, mode=args.mode) if args.model != "bicubic" else None
     print(format_sr_table(result, baseline))
     if args.output:
