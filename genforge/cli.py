@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     # slower; passive waiting costs little when the cores are free. Must precede importing torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)  # its decoder notes would be a second line per bad file
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
