@@ -17,6 +17,7 @@ from genforge.data.triplets import (
 from genforge.errors import UserError
 from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.vfinet import backward_warp
+from tests.conftest import make_clip
 
 
 def texture(h=96, w=128, seed=0) -> np.ndarray:
@@ -65,25 +66,15 @@ def test_batches_are_deterministic_and_augmentations_keep_the_flows(monkeypatch)
         assert interior_psnr(warped, g) > interior_psnr(blend, g), k
 
 
-def make_clip(path, n=10, w=64, h=48):
-    import av
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        base = texture(h + 40, w + 40)
-        for k in range(n):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[2 * k % 40:][:h, k:k + w]), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+def moving_texture(k: int, w: int, h: int) -> np.ndarray:
+    return np.ascontiguousarray(texture(h + 40, w + 40)[2 * k % 40:][:h, k:k + w])
 
 
 def test_holdout_is_the_end_of_every_clip_and_never_trained_on(tmp_path):
     frames = list(range(50))
     train, held = split_frames(frames, "train"), split_frames(frames, "holdout")
     assert train + held == frames and held == frames[40:]
-    make_clip(tmp_path / "c.mp4", n=20)
+    make_clip(tmp_path / "c.mp4", 20, scene=moving_texture)
     (clip,) = read_clips(f"video:{tmp_path}", "train")
     assert len(clip.frames) == 16 and clip.frames[0].shape == (48, 64, 3)
     sets = holdout_triplets(f"video:{tmp_path}")

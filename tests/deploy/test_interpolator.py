@@ -15,7 +15,7 @@ import genforge
 from genforge.cli import main
 from genforge.data.io import decode_image, encode_image, write_image
 from genforge.errors import UserError
-from tests.conftest import random_folder, run_cli
+from tests.conftest import make_clip, random_folder, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -38,24 +38,7 @@ def scene(k: int, w: int = 64, h: int = 48) -> np.ndarray:
 
 
 def clip(path, n: int, *, fps: int = 10, audio: bool = True):
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        a = out.add_stream("aac", rate=16000) if audio else None
-        for k in range(n):
-            f = av.VideoFrame.from_ndarray(scene(k), format="rgb24")
-            f.pts = k
-            out.mux(v.encode(f))
-        out.mux(v.encode())
-        if a is not None:
-            samples = np.sin(np.arange(16000 * n // fps) * 0.17).astype(np.float32)[None] * 0.3
-            for i in range(0, samples.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + 1024]), format="fltp",
-                                                layout="mono")
-                af.sample_rate, af.pts = 16000, i
-                out.mux(a.encode(af))
-            out.mux(a.encode())
-    return path
+    return make_clip(path, n, fps=fps, audio=audio, scene=scene)
 
 
 def probe(path) -> dict:

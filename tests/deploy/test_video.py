@@ -20,40 +20,7 @@ from genforge.deploy.video import (
     transcode,
 )
 from genforge.errors import BadVideoError
-from tests.conftest import run_cli
-
-
-def frame(k: int, w: int = 64, h: int = 48) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    image = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 90)], axis=2).astype(np.uint8)
-    x, y = (3 * k) % (w - 12), (2 * k) % (h - 12)
-    image[y:y + 12, x:x + 12] = (250, 40, 40)
-    return image
-
-
-def make_clip(path: Path, n: int = 12, *, fps=10, audio: bool = False, w: int = 64, h: int = 48,
-              rotation: int = 0, options=None) -> Path:
-    with av.open(str(path), "w", options=options or {}) as out:
-        v = out.add_stream("libx264", rate=Fraction(fps))
-        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
-        if rotation:
-            v.set_display_rotation(rotation)
-        a = out.add_stream("aac", rate=16000) if audio else None
-        for k in range(n):
-            f = av.VideoFrame.from_ndarray(frame(k, w, h), format="rgb24")
-            f.pts = k
-            out.mux(v.encode(f))
-        out.mux(v.encode())
-        if a is not None:
-            t = np.arange(int(16000 * n / Fraction(fps))) / 16000
-            sine = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for i in range(0, sine.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(sine[:, i:i + 1024]), format="fltp",
-                                                layout="mono")
-                af.sample_rate, af.pts = 16000, i
-                out.mux(a.encode(af))
-            out.mux(a.encode())
-    return path
+from tests.conftest import frame, make_clip, run_cli
 
 
 def probe(path: Path) -> dict:
