@@ -1,6 +1,7 @@
 """Datasets as ready-to-train tensors.
 
-A dataset spec is a bundled name (``digits``, ``faces``, ``photos``) or ``folder:PATH``.
+A dataset spec is a bundled name (``digits``, ``faces``, ``photos``), ``folder:PATH`` or
+``bsds500:PATH`` (the Berkeley photos in their published layout, data/bsds500.py).
 ``load_dataset`` returns every image already at one size and channel count as a single uint8
 tensor: the datasets genforge targets fit in memory at training resolution, and keeping them
 uint8 (4x smaller than float) lets the training loop sample batches by indexing, with no
@@ -18,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genforge.data import bsds500
 from genforge.data.builtin import DATASETS
 from genforge.data.color import luma
 from genforge.data.folders import read_folder
 from genforge.errors import UserError
 
-__all__ = ["ImageSet", "list_datasets", "load_dataset", "read_images", "to_tensor"]
+__all__ = ["ImageSet", "holdout_split", "list_datasets", "load_dataset", "read_images", "to_tensor"]
 
 _FOLDER = "folder:"
 _FOLDER_SPLITS = ("train", "all")
@@ -52,14 +54,23 @@ def _parse(spec: str) -> tuple[str, Path | None]:
         if not path:
             raise UserError(f"dataset '{spec}' needs a path, e.g. folder:/data/images")
         return _FOLDER, Path(path).expanduser()
+    if spec.startswith(bsds500.PREFIX):
+        return bsds500.PREFIX, bsds500.data_root(spec)
     if spec in DATASETS:
         return spec, None
-    valid = ", ".join([*DATASETS, "folder:PATH"])
+    valid = ", ".join([*DATASETS, "folder:PATH", "bsds500:PATH"])
     raise UserError(f"unknown dataset '{spec}' (valid: {valid})")
 
 
+def holdout_split(spec: str) -> str | None:
+    """The split a dataset keeps for validation (never trained on), or None when it has none."""
+    if spec.startswith(bsds500.PREFIX):
+        return "val"
+    return "holdout" if spec in DATASETS and "holdout" in DATASETS[spec].splits else None
+
+
 def _check_labels(spec: str, kind: str, labels: bool) -> None:
-    if labels and kind != _FOLDER and not DATASETS[kind].labelled:
+    if labels and kind != _FOLDER and (kind not in DATASETS or not DATASETS[kind].labelled):
         labelled = ", ".join(n for n, d in DATASETS.items() if d.labelled)
         raise UserError(
             f"dataset '{spec}' has no labels "
@@ -84,6 +95,8 @@ def read_images(
         _check_folder_split(spec, split)
         found = read_folder(path, class_folders=labels, name=spec)
         arrays, label_array, names = found.images, found.labels, found.class_names
+    elif kind == bsds500.PREFIX:
+        arrays, label_array, names = bsds500.read_photos(spec, split)[0], None, []
     else:
         arrays, label_array, names = DATASETS[kind].read(split)
     if not arrays:
@@ -117,6 +130,8 @@ def load_dataset(
         )
         images = torch.cat(found.images)
         label_array, names, skipped = found.labels, found.class_names, found.skipped
+    elif kind == bsds500.PREFIX:
+        images, label_array, names = to_tensor(bsds500.read_photos(spec, split)[0], image_size, channels), None, []
     else:
         arrays, label_array, names = DATASETS[kind].read(split)
         if not arrays:

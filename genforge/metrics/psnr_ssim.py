@@ -12,7 +12,7 @@ here is explicit and tested against the published bicubic row.
 every channel, mean over a batch), not the protocol.
 
 ``load_benchmark`` reads a set laid out as ``<set>/HR/<name>.png`` +
-``<set>/LR_bicubic/X{s}/<name>x{s}.png``; ``upscale_bicubic`` is the baseline "model".
+``<set>/LR_bicubic/X{s}/<name>x{s}.png``, or a folder of HR images alone (BSD100); ``upscale_bicubic`` is the baseline "model".
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from genforge.data.color import LUMA
-from genforge.data.degrade import imresize_np
+from genforge.data.degrade import bicubic_downscale, imresize_np
 from genforge.data.io import IMAGE_EXTENSIONS, read_image
 from genforge.errors import UserError
 
@@ -243,7 +243,9 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
     """All (name, lr, hr) of one benchmark set at one scale, sorted by name.
 
     Expects ``folder/HR/<name>.png`` and ``folder/LR_bicubic/X{scale}/<name>x{scale}.png``
-    (any image suffix), with each LR exactly floor(HR / scale) in size. Anything else raises
+    (any image suffix), with each LR exactly floor(HR / scale) in size. A folder of HR images
+    only (BSD100 = BSDS500's images/val, or ``folder/HR`` without LR files) gets its LR made here
+    with the MATLAB-compatible bicubic the published LR files were made with. Anything else raises
     ``UserError`` naming the folder or file and what is wrong.
     """
     folder = Path(folder).expanduser()
@@ -255,8 +257,12 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
         raise UserError(f"benchmark folder '{folder}' does not exist or is not a directory")
     hr_dir, lr_dir = folder / "HR", folder / "LR_bicubic" / f"X{scale}"
     if not hr_dir.is_dir():
-        raise UserError(f"benchmark folder '{folder}' has no HR/ folder (expected {hr_dir})")
+        if _image_files(folder):
+            return _hr_only(folder, scale)
+        raise UserError(f"benchmark folder '{folder}' has no HR/ folder (expected {hr_dir}) and no images")
     if not lr_dir.is_dir():
+        if not (folder / "LR_bicubic").is_dir():
+            return _hr_only(hr_dir, scale)
         have = sorted(p.name for p in (folder / "LR_bicubic").glob("X*") if p.is_dir())
         hint = f" (found: {', '.join(have)})" if have else ""
         raise UserError(f"benchmark folder '{folder}' has no LR_bicubic/X{scale}/ folder{hint}")
@@ -277,6 +283,18 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
                 f"{expected[0]}x{expected[1]} (floor of HR / scale)"
             )
         images.append(BenchmarkImage(name, lr, hr))
+    return images
+
+
+def _hr_only(folder: Path, scale: int) -> list[BenchmarkImage]:
+    """HR files with LR = MATLAB imresize(modcrop(hr, scale), 1/scale, 'bicubic'), rounded to the
+    HR's dtype (what the published LR files of Set5/Set14 are)."""
+    images = []
+    for name, hr_path in _image_files(folder).items():
+        hr = read_image(hr_path)
+        if min(hr.shape[:2]) < scale:
+            raise UserError(f"'{hr_path}' ({hr.shape[1]}x{hr.shape[0]}) is smaller than the scale {scale}")
+        images.append(BenchmarkImage(name, bicubic_downscale(hr, scale), hr))
     return images
 
 

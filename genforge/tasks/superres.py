@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 
 from genforge import registry
-from genforge.data import read_images
+from genforge.data import holdout_split, read_images
 from genforge.data.degrade import Degradation, imresize
 from genforge.data.patches import SRPatches, read_sr_pairs, validation_pairs
 from genforge.engine.callbacks import Validation
@@ -110,8 +110,9 @@ class SuperResTask(Task):
                             contrast=cfg.data.augment.contrast, noise=cfg.data.augment.noise,
                             lr_images=lr_images, device=dist.device, rank=dist.rank)
         val = []
-        if t.val_images and dist.is_main and cfg.data.dataset == "photos":
-            holdout, _, _ = read_images("photos", split="holdout")
+        holdout_name = holdout_split(cfg.data.dataset)
+        if t.val_images and dist.is_main and holdout_name and holdout_name != cfg.data.split:
+            holdout, _, _ = read_images(cfg.data.dataset, split=holdout_name)
             val = validation_pairs(holdout, scale=scale, size=t.patch_size * 2, count=t.val_images,
                                    channels=cfg.model.channels, device=dist.device)
 
