@@ -9,8 +9,9 @@ FAMILIES = {
     # DCGAN (GAN, WGAN, WGAN-GP, hinge, LSGAN, conditional) and the VAE
     "generation": ("genforge.models.dcgan", "genforge.models.vae", "genforge.tasks.gan", "genforge.tasks.vae",
                    "genforge.deploy.generator"),
-    # ISRNet and LapSRN, pixel loss then adversarial fine-tuning
-    "super-resolution": ("genforge.models.isrnet", "genforge.models.lapsrn", "genforge.tasks.superres",
+    # ISRNet, LapSRN and the fast RepSR, pixel loss then adversarial fine-tuning
+    "super-resolution": ("genforge.models.isrnet", "genforge.models.lapsrn", "genforge.models.repsr",
+                         "genforge.tasks.superres",
                          "genforge.deploy.upscaler"),
     # image synthesis and translation: Pix2Pix, CycleGAN, SPADE
     "translation": ("genforge.models.unet", "genforge.models.resnet_gen", "genforge.models.spade",

@@ -61,6 +61,8 @@ def build_export_module(source: ModelSource, device="cpu") -> torch.nn.Module:
                         f"{str(err).splitlines()[0]}") from None
     from genforge.nn.norms import fold_spectral_
     fold_spectral_(module)  # inference needs no power iteration, and ONNX has no operator for it
+    if hasattr(module, "fold_"):  # re-parameterised training branches -> plain convolutions (models/repsr.py)
+        module.fold_()
     return module.to(device).eval()
 
 

@@ -64,7 +64,7 @@ def pixel_loss(kind: str, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return (sr - hr).abs().mean()
 
 
-@registry.register_task("superres", SRTaskConfig, models=("isrnet", "lapsrn"), family="super-resolution",
+@registry.register_task("superres", SRTaskConfig, models=("isrnet", "lapsrn", "repsr"), family="super-resolution",
                         tiny={"data": {"dataset": "photos"}, "model": {"channels": 1},
                               "task": {"patch_size": 16, "val_images": 1}, "train": {"batch_size": 2}})
 class SuperResTask(Task):
