@@ -208,3 +208,39 @@ def test_load_benchmark_layout_errors(tmp_path):
     (hollow / "LR_bicubic" / "X2").mkdir(parents=True)
     with pytest.raises(UserError, match="contains no images"):
         load_benchmark(hollow, 2)
+
+
+def test_hr_only_folders_get_matlab_bicubic_lr(tmp_path):
+    """A folder of HR images (BSD100 = BSDS500's images/val), or HR/ without LR_bicubic/, is a set
+    whose LR is made here: floor(HR / scale), the project's MATLAB-compatible bicubic."""
+    rng = np.random.default_rng(1)
+    flat = tmp_path / "Flat"
+    for name in ("p", "q"):
+        write_image(flat / f"{name}.png", rng.integers(0, 255, (13, 10, 3), dtype=np.uint8))
+    items = load_benchmark(flat, 3)
+    assert [i.name for i in items] == ["p", "q"] and items[0].lr.shape == (4, 3, 3)
+    assert np.array_equal(items[0].lr, bicubic_downscale(items[0].hr, 3))
+    hr_only = tmp_path / "HROnly"
+    write_image(hr_only / "HR" / "p.png", items[0].hr)
+    assert np.array_equal(load_benchmark(hr_only, 3)[0].lr, items[0].lr)
+    write_image(tmp_path / "Small" / "s.png", np.zeros((2, 5, 3), np.uint8))
+    with pytest.raises(UserError, match="smaller than the scale 3"):
+        load_benchmark(tmp_path / "Small", 3)
+
+
+@pytest.mark.parametrize("name", ["Set5", "Set14"])
+def test_hr_only_lr_equals_the_published_lr_files(benchmarks, name):
+    from genforge.metrics.psnr_ssim import _hr_only
+
+    for scale in (2, 4):
+        made = _hr_only(benchmarks / name / "HR", scale)
+        given = load_benchmark(benchmarks / name, scale)
+        assert all(np.array_equal(a.lr, b.lr) for a, b in zip(made, given))
+
+
+def test_bsd100_bicubic_reproduces_the_published_row():
+    val = BENCHMARKS.parent / "datasets" / "BSDS500" / "data" / "images" / "val"
+    if not val.is_dir():
+        pytest.skip(f"BSDS500 not found at {val.parent.parent.parent} (see ../shared/datasets/README.md)")
+    result = evaluate_benchmark(load_benchmark(val, 2), 2, upscale_bicubic)
+    assert len(result["images"]) == 100 and abs(result["psnr"] - 29.56) < 0.05

@@ -1,0 +1,87 @@
+"""bsds500:PATH: the published layout, its splits and annotations, on a generated miniature and on the
+real set in ../shared/datasets when it is there."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genforge.data import holdout_split, load_dataset, read_images
+from genforge.data.bsds500 import read_annotations, read_photos
+from genforge.data.io import write_image
+from genforge.errors import UserError
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "BSDS500"
+
+
+def miniature(root: Path, counts=(("train", 3), ("val", 2), ("test", 1))) -> Path:
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    for split, n in counts:
+        for k in range(n):
+            ident = f"{split[:2]}{10 - k}"  # ids sort numerically: 8 before 10
+            write_image(root / "data" / "images" / split / f"{len(ident)}{ident}.jpg",
+                        rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+            truth = np.empty((1, 2), dtype=object)
+            for a in range(2):
+                boundaries = np.zeros((24, 32), np.uint8)
+                boundaries[:, 10 + a] = 1
+                segmentation = np.ones((24, 32), np.uint16)
+                segmentation[:, 11:] = 2
+                truth[0, a] = {"Segmentation": segmentation, "Boundaries": boundaries}
+            folder = root / "data" / "groundTruth" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            savemat(folder / f"{len(ident)}{ident}.mat", {"groundTruth": truth})
+    return root
+
+
+def test_splits_follow_the_sr_convention(tmp_path):
+    root = miniature(tmp_path / "BSDS500")
+    spec = f"bsds500:{root}"
+    assert len(read_images(spec, split="train")[0]) == 4  # train + test folders
+    assert len(read_images(spec, split="val")[0]) == 2
+    assert len(read_images(spec, split="all")[0]) == 6
+    assert len(read_images(f"bsds500:{root / 'data'}", split="train-only")[0]) == 3  # data/ itself works too
+    photos, ids = read_photos(spec, "val")
+    assert photos[0].shape == (24, 32, 3) and photos[0].flags.writeable
+    assert holdout_split(spec) == "val" and holdout_split("photos") == "holdout" and holdout_split("digits") is None
+    assert load_dataset(spec, image_size=16, channels=1).images.shape == (4, 1, 16, 16)
+
+
+def test_annotations_mean_the_annotators(tmp_path):
+    root = miniature(tmp_path / "BSDS500")
+    contours, regions, ids = read_annotations(f"bsds500:{root}", "val")
+    assert len(contours) == len(ids) == 2
+    assert contours[0].shape == (24, 32) and contours[0][0, 10] == 0.5 and contours[0][0, 11] == 0.5
+    assert contours[0][0, 0] == 0 and set(np.unique(regions[0])) == {1, 2}
+
+
+@pytest.mark.parametrize("spec,match", [("bsds500:", "needs a path"), ("bsds500:/nonexistent/BSDS", "does not exist"),
+                                        ("bsds500:{tmp}", "no data/images")])
+def test_bad_paths_are_one_clear_error(tmp_path, spec, match):
+    with pytest.raises(UserError, match=match):
+        read_images(spec.format(tmp=tmp_path))
+
+
+def test_unknown_split_and_bad_photo_are_named(tmp_path):
+    root = miniature(tmp_path / "BSDS500")
+    with pytest.raises(UserError, match="no split 'holdout'.*train, val"):
+        read_images(f"bsds500:{root}", split="holdout")
+    bad = root / "data" / "images" / "val" / "999.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(UserError, match="999.jpg"):
+        read_images(f"bsds500:{root}", split="val")
+
+
+@pytest.fixture
+def bsds500():
+    if not (SHARED / "data" / "images" / "val").is_dir():
+        pytest.skip(f"BSDS500 not found at {SHARED} (see ../shared/datasets/README.md)")
+    return f"bsds500:{SHARED}"
+
+
+def test_the_real_set_has_400_training_photos_and_bsd100(bsds500):
+    assert len(read_images(bsds500, split="val")[0]) == 100
+    ids = read_photos(bsds500, "train")[1]
+    assert len(ids) == 400 and len(set(ids)) == 400
