@@ -2,8 +2,9 @@
 
     python scripts/ship_superres.py NAME=RUN_DIR [NAME=RUN_DIR ...]     # e.g. isrnet-x2=/path/to/run
 
-Each card gives the data, the preset and steps, the CPU time read from the run's log, and Set5/Set14
-Y-PSNR/SSIM with the published protocol next to bicubic (../shared/benchmarks)."""
+Each card gives the data, the preset and steps, the CPU time read from the run's log, and Set5/Set14/BSD100
+Y-PSNR/SSIM with the published protocol next to bicubic (../shared/benchmarks; BSD100 = BSDS500 val in
+../shared/datasets, LR made with the project's MATLAB-style bicubic)."""
 
 import json
 import shutil
@@ -17,8 +18,38 @@ from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_sourc
 from genforge.engine.logging import cpu_time_text  # noqa: E402
 from genforge.deploy.upscaler import evaluate_sr  # noqa: E402
 
-BENCH = ROOT.parent / "shared" / "benchmarks"
-TARGETS = {2: 37.0, 4: 30.7}  # Set5 Y-PSNR targets (FSRCNN's published level)
+SETS = {"Set5": ROOT.parent / "shared" / "benchmarks" / "Set5", "Set14": ROOT.parent / "shared" / "benchmarks" / "Set14",
+        "BSD100": ROOT.parent / "shared" / "datasets" / "BSDS500" / "data" / "images" / "val"}
+# Set5 Y-PSNR targets of the BSDS500 issue: VDSR's level for ISRNet, 37.5 dB for the fast model
+TARGETS = {("isrnet", 2): 37.6, ("isrnet", 4): 31.2, ("repsr", 2): 37.5}
+BSDS = ("BSDS500 train + test (400 photos; P. Arbelaez, M. Maire, C. Fowlkes and J. Malik, \"Contour Detection and "
+        "Hierarchical Image Segmentation\", IEEE TPAMI 33(5), 898-916, 2011)")
+NETWORKS = {"isrnet": lambda m: f"ISRNet, {m['width']} channels, {m['levels']} levels",
+            "repsr": lambda m: (f"RepSR (the fast model), {m['blocks'] + 2} re-parameterised 3x3 convolutions of "
+                                f"{m['width']} channels, folded into plain convolutions for inference"),
+            "lapsrn": lambda m: f"LapSRN, {m.get('width')} channels"}
+
+
+def data_text(cfg: dict) -> str:
+    spec = cfg["data"]["dataset"]
+    if spec.startswith("bsds500:"):
+        return BSDS
+    if spec == "photos":
+        return "bundled `photos` train split only (10 photos)"
+    return f"`{spec}`"
+
+
+def speed_lines(name: str, scale: int) -> list[str]:
+    """The model's speed row from bench/results/superres_x{scale}.json (run bench/superres.py first), if any."""
+    path = ROOT / "bench" / "results" / f"superres_x{scale}.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    fsrcnn = next((r["speed"]["eager"] for r in rows if r["name"].startswith("FSRCNN (side")), None)
+    for r in rows:
+        if r["name"] == name and r.get("speed"):
+            ratio = f", {r['speed']['eager'] / fsrcnn:.2f}x FSRCNN's measured beside it" if fsrcnn else ""
+            return ["", f"Speed (bench/superres.py, network alone, 2 threads): {r['speed']['eager']:.2f} output MPix/s "
+                        f"eager, {r['speed']['ort']:.2f} with ONNX Runtime{ratio}."]
+    return []
 
 
 def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) -> str:
@@ -30,10 +61,10 @@ def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) ->
     colour = ("RGB" if m["channels"] == 3 else
               "luma: the network upscales Y (BT.601) and chroma is upscaled bicubically, as SRCNN/FSRCNN do")
     lines = [f"# {name}", "",
-             f"ISRNet x{scale} ({'adversarially fine-tuned' if t['stage'] == 'gan' else 'pixel loss'}), "
-             f"{colour}, {m['width']} channels, {m['levels']} levels. `genforge upscale {name} photo.jpg -o out/`", "",
+             f"{NETWORKS[m['name']](m)}, x{scale} ({'adversarially fine-tuned' if t['stage'] == 'gan' else 'pixel loss'}), "
+             f"{colour}. `genforge upscale {name} photo.jpg -o out/`", "",
              "| | |", "|---|---|",
-             f"| data | bundled `photos` train split only (10 photos), random {t['patch_size']}px HR patches at scales "
+             f"| data | {data_text(cfg)}, random {t['patch_size']}px HR patches at scales "
              f"{', '.join(map(str, t['scale_jitter']))}, LR by MATLAB-compatible bicubic |",
              f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
              f"{t['pixel_loss']} loss, Adam {t['optim']['learning_rate']} {t['optim']['schedule']} |",
@@ -45,12 +76,13 @@ def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) ->
                 f"spectral-norm discriminator |"] if t["stage"] == "gan" else []),
              "", "| set (Y, protocol of ../shared/benchmarks) | PSNR | SSIM | bicubic PSNR | bicubic SSIM |",
              "|---|---|---|---|---|"]
-    for bench in ("Set5", "Set14"):
+    for bench in scores:
         s, b = scores[bench], baseline[bench]
         lines.append(f"| {bench} x{scale} | {s['psnr']:.2f} | {s['ssim']:.4f} | {b['psnr']:.2f} | {b['ssim']:.4f} |")
     lines += ["", f"With `--self-ensemble` (the mean of the 8 flipped/rotated outputs): Set5 x{scale} "
                   f"{ensemble:.2f} dB."]
-    target = TARGETS.get(scale)
+    lines += speed_lines(name, scale)
+    target = TARGETS.get((m["name"], scale))
     if target and t["stage"] == "pixel":
         gap = scores["Set5"]["psnr"] - target
         lines += ["", f"Target Set5 x{scale} >= {target} dB: {'met' if gap >= 0 else 'missed'} "
@@ -64,15 +96,20 @@ def main() -> None:
         run = Path(run)
         scale = read_source(str(run)).config["model"]["scale"]
         scores, baseline = {}, {}
-        ensemble = evaluate_sr(str(run), str(BENCH / "Set5"), scale, self_ensemble=True)["psnr"]
-        for bench in ("Set5", "Set14"):
-            r = evaluate_sr(str(run), str(BENCH / bench), scale)
-            b = evaluate_sr("bicubic", str(BENCH / bench), scale)
+        ensemble = evaluate_sr(str(run), str(SETS["Set5"]), scale, self_ensemble=True)["psnr"]
+        for bench, path in SETS.items():
+            if not path.is_dir():
+                print(f"{bench} not found at {path}: not in the card", file=sys.stderr)
+                continue
+            r = evaluate_sr(str(run), str(path), scale)
+            b = evaluate_sr("bicubic", str(path), scale)
             scores[bench] = {"psnr": r["psnr"], "ssim": r["ssim"]}
             baseline[bench] = {"psnr": b["psnr"], "ssim": b["ssim"]}
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)
-        export_folder(str(run), out, description=f"ISRNet x{scale} super-resolution",
+        network = read_source(str(run)).config["model"]["name"]
+        label = {"isrnet": "ISRNet", "repsr": "RepSR (fast)", "lapsrn": "LapSRN"}[network]
+        export_folder(str(run), out, description=f"{label} x{scale} super-resolution",
                       card=card(name, run, scores, baseline, ensemble))
         print(json.dumps({name: scores}))
 
