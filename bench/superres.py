@@ -149,10 +149,11 @@ def table(rows: list[dict], scale: int, notes: list[str]) -> list[str]:
              f"BSD100 = BSDS500 val, LR made with the project's MATLAB-style bicubic. Speed: output MPix/s of the "
              f"network alone on a {SIZE}x{SIZE} input (Y for luma models), eager PyTorch and ONNX Runtime, medians of "
              f"rounds interleaved across models, and end to end through `genforge upscale`'s Upscaler for an RGB "
-             f"image. {machine_line()}.", *notes, "",
-             f"| model | input | params | CPU training | {head} | MPix/s eager | MPix/s ORT | eager / FSRCNN "
+             f"image. Detail: Laplacian energy of the output over the ground truth's on {sets[-1]} (1 = as much "
+             f"fine detail; blur < 1; it counts detail, not correct detail). {machine_line()}.", *notes, "",
+             f"| model | input | params | CPU training | {head} | detail | MPix/s eager | MPix/s ORT | eager / FSRCNN "
              "| MPix/s end to end |",
-             "|---|---|---|---|" + "---|---|" * len(sets) + "---|---|---|---|"]
+             "|---|---|---|---|" + "---|---|" * len(sets) + "---|---|---|---|---|"]
     base = next((r["speed"]["eager"] for r in rows if r["name"].startswith("FSRCNN (side")), None)
     for r in rows:
         t = f"{r['train_s'] / 60:.0f} min" if r.get("train_s") else "-"
@@ -161,7 +162,8 @@ def table(rows: list[dict], scale: int, notes: list[str]) -> list[str]:
         sp = r.get("speed", {})
         ratio = f"{sp['eager'] / base:.2f}x" if base and sp else "-"
         params = f"{r['params']:,}" if r.get("params") is not None else "-"
-        lines.append(f"| {r['name']} | {r.get('colour', '-')} | {params} | {t} | {scores} | "
+        detail = cell(r.get(sets[-1], {}).get("detail"), ".2f")
+        lines.append(f"| {r['name']} | {r.get('colour', '-')} | {params} | {t} | {scores} | {detail} | "
                      f"{cell(sp.get('eager'), '.2f')} | {cell(sp.get('ort'), '.2f')} | {ratio} | "
                      f"{cell(r.get('e2e'), '.2f')} |")
     return lines
@@ -200,7 +202,7 @@ def main() -> None:
         for bench, path in SETS.items():
             if path.is_dir():
                 r = evaluate_sr(model, str(path), args.scale)
-                row[bench] = {"psnr": r["psnr"], "ssim": r["ssim"]}
+                row[bench] = {"psnr": r["psnr"], "ssim": r["ssim"], "detail": r["detail"]}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
     lines = table(rows, args.scale, notes)

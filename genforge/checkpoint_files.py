@@ -152,6 +152,7 @@ class ModelSource:
     config: dict          # the resolved run config (model, task, data, train, ...)
     state: dict           # the export module's weights
     card: str = ""
+    training: dict | None = None  # a run's: step, elapsed minutes and which limit ended it (train.max_minutes)
 
 
 # how a pickle starts: torch.save's zip archive, or a raw pickle (protocol 2 and later)
@@ -180,7 +181,8 @@ def _read_folder(folder: Path) -> ModelSource:
         card = (folder / "README.md").read_text(errors="replace") if (folder / "README.md").is_file() else ""
     except OSError:
         card = ""
-    return ModelSource(folder.name, meta["run"], state, card)
+    training = meta.get("training") if isinstance(meta.get("training"), dict) else None
+    return ModelSource(folder.name, meta["run"], state, card, training)
 
 
 def _read_safetensors(path: Path, where: str) -> dict:
@@ -210,7 +212,15 @@ def _read_run(run_dir: Path) -> ModelSource:
     if last is None:
         raise UserError(f"run {run_dir} has no checkpoint yet")
     ckpt = load_checkpoint(last, need=("export", "config"))
-    return ModelSource(run_dir.name, ckpt["config"], ckpt["export"])
+    return ModelSource(run_dir.name, ckpt["config"], ckpt["export"], training=_training(ckpt))
+
+
+def _training(ckpt: dict) -> dict | None:
+    """How far a checkpoint's run got; None for checkpoints written before it was recorded."""
+    if "elapsed_s" not in ckpt:
+        return None
+    return {"step": ckpt.get("step"), "elapsed_min": round(float(ckpt["elapsed_s"]) / 60, 1),
+            "ended_by": ckpt.get("ended_by")}
 
 
 def read_source(name_or_path: str) -> ModelSource:
@@ -221,7 +231,7 @@ def read_source(name_or_path: str) -> ModelSource:
         return _read_run(path)
     if path.suffix == ".pt" and path.is_file():
         ckpt = load_checkpoint(path, need=("export", "config"))
-        return ModelSource(path.stem, ckpt["config"], ckpt["export"])
+        return ModelSource(path.stem, ckpt["config"], ckpt["export"], training=_training(ckpt))
     if (PRETRAINED_DIR / name_or_path / "config.json").is_file() and "/" not in name_or_path:
         return _read_folder(PRETRAINED_DIR / name_or_path)
     names = ", ".join(shipped_names()) or "none"

@@ -20,6 +20,8 @@ def cmd_datasets(args) -> int:
              d["description"]) for d in list_datasets()]
     _table(("name", "images", "size", "channels", "labels", "description"), rows)
     print("also: folder:PATH (any image folder, recursive; class sub-folders with data.class_folders)")
+    print("      bsds500:PATH (the Berkeley photos, e.g. bsds500:../shared/datasets/BSDS500; splits train = train + "
+          "test folders, 400 photos; val = BSD100; all)")
     return 0
 
 
@@ -51,7 +53,7 @@ def cmd_eval(args) -> int:
     from genforge.evaluate import evaluate, format_table, parse_metrics, write_report
     metrics = parse_metrics(args.metrics)
     result = evaluate(args.model, metrics, n=args.n, features=args.features, seed=args.seed)
-    print(format_table(result))
+    print(format_table(result, summary=args.summary))
     print(f"wrote {write_report(result, args.model, args.output)}")
     return 0
 
@@ -115,13 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("eval", help="score a model with its family's metrics (generators: FID/KID, coverage, "
-                                    "accuracy; frame interpolation: PSNR/SSIM on holdout triplets)")
+    from genforge.evaluate import metrics_help
+    what = ("score a model with its family's metrics (generators: FID/KID, coverage, accuracy; translation: "
+            "L1/PSNR/SSIM/checkerboard on the holdout images; frame interpolation: PSNR/SSIM on holdout triplets; "
+            "super-resolution: see genforge eval-sr)")
+    s = sub.add_parser("eval", help=what, description=what)
     s.add_argument("model", help="shipped model name, model folder or run directory")
-    from genforge import registry
-    known = ", ".join(dict.fromkeys(m for row in registry.wrappers().values() for m in row.wrapper.metrics))
-    s.add_argument("--metrics", default=None,
-                   help=f"comma list of: {known} (default: the family's own; fid,kid for generators)")
+    s.add_argument("--metrics", default=None, help=f"comma list of metrics; by model family: {metrics_help()}")
+    s.add_argument("--summary", action="store_true", help="print only the means, not a row per image (the "
+                                                          "report file still holds every row)")
     s.add_argument("-n", type=int, default=2000, help="generated samples (interpolation: at most N triplets a set)")
     s.add_argument("--features", default="auto", help="feature network: digits, torchscript:PATH, inception:WEIGHTS")
     s.add_argument("--seed", type=int, default=0)

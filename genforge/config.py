@@ -41,6 +41,19 @@ class RunConfig(Strict):
                              f" (it trains: {', '.join(trains)})")
         return self
 
+    @model_validator(mode="after")
+    def _crop_size_is_the_patch(self):
+        """data.crop_size (the pix2pix repository's name) sets the translation task's patch_size and
+        is then dropped, so that the resolved config (and a resume of it) has one crop side only."""
+        crop, task = self.data.crop_size, self.task
+        if crop is None:
+            return self
+        if not getattr(task, "crop_from_data", False):
+            raise ValueError(f"data.crop_size applies to translation tasks; task.kind {task.kind} crops by "
+                             "task.patch_size")
+        task.patch_size, self.data.crop_size = crop, None
+        return self
+
 
 # pydantic puts the union member's tag into an error's location (model.dcgan.width): dropped for messages
 _UNION_TAGS = set(registry.models()) | set(registry.tasks())

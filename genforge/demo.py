@@ -110,7 +110,7 @@ def superres_demo(out: Path) -> Path | None:
 def translation_demo(out: Path) -> list[Path]:
     """input | output | ground truth for a holdout image, for each shipped translation model."""
     from genforge.data.io import write_image
-    from genforge.data.pair_folders import read_translation
+    from genforge.data.preprocess import read_run_data
     from genforge.deploy.translator import Translator
     from genforge.metrics.psnr_ssim import psnr
     models = [m["name"] for m in list_models() if m["task"] == "translation"]
@@ -122,7 +122,7 @@ def translation_demo(out: Path) -> list[Path]:
     for name in models:
         tr = Translator(name, device="cpu")
         cfg = tr.source.config
-        data = read_translation(cfg["data"]["dataset"], "holdout", label_nc=cfg["model"].get("label_nc"))
+        data = read_run_data(cfg, "holdout")
         truth = data.truth if data.kind == "unpaired" else data.b
         a, target = data.a[0], truth[0]
         result = tr.translate_array(a)

@@ -17,6 +17,20 @@ def all_metrics() -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def metrics_help() -> str:
+    """`genforge eval --help`'s list: every family's metrics, its default ones marked."""
+    parts = []
+    for family, row in registry.wrappers().items():
+        wrapper = row.wrapper
+        if not wrapper.metrics:  # scored by a command of its own (super-resolution: eval-sr)
+            parts.append(f"{family}: none here (its own command)")
+            continue
+        default = set(wrapper.default_metrics or wrapper.metrics)
+        shown = [m if m in default else f"{m} (on request)" for m in wrapper.metrics]
+        parts.append(f"{family}: {', '.join(shown)}")
+    return "; ".join(parts) + ". Default: every metric not marked (on request)"
+
+
 def parse_metrics(text: str | None) -> list[str] | None:
     """A comma list of metric names; None (no --metrics) stays None: the model family's own metrics."""
     if text is None:
@@ -49,12 +63,15 @@ def write_report(result: dict, model: str, out: str | None) -> Path:
     return path
 
 
-def format_table(result: dict) -> str:
+def format_table(result: dict, *, summary: bool = False) -> str:
+    """The report as a two-column table; `summary` leaves out the per-image rows (the means only)."""
     rows = [("metric", "value")]
     for k, v in result.items():
         if isinstance(v, float):
             rows.append((k, f"{v:.4f}"))
         elif isinstance(v, dict) and k == "per_image":
+            if summary:
+                continue
             rows += [(f"  {name}", " ".join(f"{a} {b:.4f}" for a, b in r.items())) for name, r in v.items()]
         elif isinstance(v, dict) and v and all(isinstance(r, dict) for r in v.values()):
             # a table: one row per key (e.g. a data set), one column per inner key (e.g. a method)

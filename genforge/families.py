@@ -19,4 +19,6 @@ FAMILIES = {
                     "genforge.deploy.translator"),
     # frame interpolation: VFINet (flow-based, coarse to fine) on real clips and synthetic motion
     "interpolation": ("genforge.models.vfinet", "genforge.tasks.interpolation", "genforge.deploy.interpolator"),
+    # text generation: CharGPT, a byte-level causal transformer, on CPython's reference text or text:PATH
+    "text": ("genforge.models.chargpt", "genforge.tasks.text", "genforge.deploy.texter"),
 }

@@ -32,6 +32,19 @@ class DataConfig(Strict):
     class_folders: bool = Field(False, description="folder:PATH: first-level sub-folders are classes.")
     lr_folder: str | None = Field(None, description="Super-resolution: paired LR images for folder:HR_PATH, "
                                                     "matched by file stem (an xN suffix is allowed).")
+    direction: Literal["AtoB", "BtoA"] = Field("AtoB", description=(
+        "Translation: AtoB translates A (aligned: folder A or the left half; unaligned: trainA; semantic: the "
+        "label maps) into B; BtoA swaps the sides (aligned and unaligned data)."))
+    preprocess: Literal["resize_and_crop", "scale_width_and_crop", "crop", "none"] = Field("crop", description=(
+        "Translation: how images become training crops of crop_size. crop: as they are, a smaller one scaled up "
+        "to the crop; none: as they are, smaller ones left out; resize_and_crop: resized to load_size x "
+        "load_size first; scale_width_and_crop: scaled to width load_size first (aspect kept)."))
+    load_size: int | None = Field(None, ge=16, le=8192, description=(
+        "Translation: the side (resize_and_crop) or width (scale_width_and_crop) images are resized to "
+        "before cropping (default: crop_size)."))
+    crop_size: int | None = Field(None, ge=16, le=2048, description=(
+        "Translation: the training crop side; when given it replaces task.patch_size (the resolved config "
+        "keeps that one)."))
     augment: AugmentConfig = AugmentConfig()
 
 
@@ -46,6 +59,10 @@ class Optim(Strict):
 
 class TrainConfig(Strict):
     steps: int = Field(2000, ge=1, description="Optimisation steps (discriminator steps for GANs).")
+    max_minutes: float | None = Field(None, gt=0, le=1e6, description=(
+        "Wall-clock budget of the whole run in minutes, resumes included (the time is kept in the checkpoint): "
+        "training ends at whichever of steps and this comes first, and decaying learning-rate schedules follow "
+        "whichever is further along. The run's event log and model card say which ended it. None: no budget."))
     batch_size: int = Field(64, ge=1, le=65536, description="Per process.")
     checkpoint_every: int = Field(500, ge=1)
     keep_last: int = Field(3, ge=1, description="Checkpoints kept.")

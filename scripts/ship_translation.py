@@ -2,8 +2,9 @@
 
     python scripts/ship_translation.py NAME=RUN_DIR [NAME=RUN_DIR ...]   # e.g. pix2pix-edges2photos=/path/to/run
 
-Each card gives the task, data, preset, steps, CPU time and the holdout L1/PSNR/SSIM of whole
-images against their ground truth (for the unpaired photo2poster: against the known true mapping)."""
+Each card gives the task, data, preset, steps (and which limit ended the run: train.steps or
+train.max_minutes), CPU time and the holdout L1/PSNR/SSIM and checkerboard figure of whole images
+against their ground truth (for the unpaired photo2poster: against the known true mapping)."""
 
 import json
 import shutil
@@ -31,32 +32,42 @@ WHAT = {
 
 
 def card(name: str, run: Path, result: dict) -> tuple[str, str]:
-    cfg = read_source(str(run)).config
+    source = read_source(str(run))
+    cfg = source.config
     kind, data, m = cfg["task"]["kind"], cfg["data"]["dataset"], cfg["model"]
     done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
     planned = cfg["train"]["steps"]
     steps = f"{done} steps" if done >= planned else f"{done} steps of a {planned}-step schedule (stopped early)"
-    params = sum(v.numel() for v in read_source(str(run)).state.values())
+    ended = (source.training or {}).get("ended_by")
+    if ended == "max_minutes":
+        steps += f", ended by train.max_minutes ({cfg['train']['max_minutes']} min)"
+    elif ended == "steps":
+        steps += ", ended by train.steps"
+    params = sum(v.numel() for v in source.state.values())
     description = f"{WHAT[kind]} trained on the bundled {data}."
     truth = "the known true mapping (posterize)" if kind == "cyclegan" else "the paired ground truth"
     lines = [f"# {name}", "", description, "", f"`{USAGE[kind].format(name=name)}`", "",
              "| | |", "|---|---|",
              "| task | image translation |",
              f"| data | bundled `{data}`: {BUNDLED[data]['description']} |",
-             f"| network | `{m['name']}`, {params:,} parameters, stored as float16 (config.json has every setting) |",
+             f"| network | `{m['name']}`, upsampling `{m.get('upsample', 'transposed')}`, {params:,} parameters, "
+             "stored as float16 (config.json has every setting) |",
              f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
              f"{cfg['task']['patch_size']} px crops |",
              f"| CPU time | {cpu_time_text(run, cfg['train']['threads'])} |",
-             "", f"Holdout images, whole, against {truth} (L1 in [0, 1] units; PSNR/SSIM on RGB):", "",
-             "| image | L1 | PSNR | SSIM |", "|---|---|---|---|"]
+             "", f"Holdout images, whole, against {truth} (L1 in [0, 1] units; PSNR/SSIM on RGB; checkerboard: "
+             "period-2/4 grid energy of the output over the ground truth's, 1 = the same, see "
+             "genforge/metrics/checkerboard.py):", "",
+             "| image | L1 | PSNR | SSIM | checkerboard |", "|---|---|---|---|---|"]
     for img, r in result["per_image"].items():
-        lines.append(f"| {img} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
-    lines.append(f"| mean | {result['l1']:.4f} | {result['psnr']:.2f} | {result['ssim']:.4f} |")
+        lines.append(f"| {img} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['checkerboard']:.2f} |")
+    lines.append(f"| mean | {result['l1']:.4f} | {result['psnr']:.2f} | {result['ssim']:.4f} | "
+                 f"{result['checkerboard']:.2f} |")
     if "input_unchanged_psnr" in result:
         lines += ["", f"The input returned unchanged scores L1 {result['input_unchanged_l1']:.4f}, PSNR "
                       f"{result['input_unchanged_psnr']:.2f} dB against the same targets: "
                       "the bar a model has to clear."]
-    lines += ["", "Measured by `genforge eval <model> --metrics l1,psnr,ssim` on the float32 weights; the "
+    lines += ["", "Measured by `genforge eval <model> --metrics l1,psnr,ssim,checkerboard` on the float32 weights; the "
               "float16 copy shipped here gives the same scores (outputs differ by at most one grey level on the "
               "holdout).", ""]
     return "\n".join(lines), description
@@ -66,12 +77,12 @@ def main() -> None:
     for item in sys.argv[1:]:
         name, run = item.split("=", 1)
         run = Path(run)
-        result = evaluate(str(run), ["l1", "psnr", "ssim"])
+        result = evaluate(str(run), ["l1", "psnr", "ssim", "checkerboard"])
         text, description = card(name, run, result)
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)
         export_folder(str(run), out, description=description, card=text, half=True)
-        print(json.dumps({name: {k: result[k] for k in ("l1", "psnr", "ssim")}}))
+        print(json.dumps({name: {k: result[k] for k in ("l1", "psnr", "ssim", "checkerboard")}}))
 
 
 if __name__ == "__main__":

@@ -191,7 +191,8 @@ def _chw(array: np.ndarray, channels: int) -> torch.Tensor:
         raise ValueError(f"translation images must be uint8, got {array.dtype}")
     if array.ndim == 2:
         array = array[:, :, None]
-    x = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    # image readers hand out read-only arrays, which torch.from_numpy warns about: copied then
+    x = torch.from_numpy(np.require(array, requirements=["C", "W"])).permute(2, 0, 1)
     if x.shape[0] == 1 and channels == 3:
         x = x.expand(3, -1, -1)
     if x.shape[0] != channels:

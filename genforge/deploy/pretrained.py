@@ -85,6 +85,8 @@ def write_folder(source: ModelSource, out: str | Path, *, description: str = "",
     make_dir(out.parent, "output folder")
     meta = {"genforge_format": FORMAT, "task": registry.family_of(source.config["task"]["kind"]),
             "description": description, "run": source.config}
+    if source.training:
+        meta["training"] = source.training
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in source.state.items()}
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
@@ -118,5 +120,16 @@ def _write_error(err: OSError, out: Path) -> BaseException:
 def default_card(name: str, source: ModelSource, description: str) -> str:
     cfg = source.config
     data, train = cfg.get("data") or {}, cfg.get("train") or {}
-    return (f"# {name}\n\n{description}\n\n- task: {cfg['task']['kind']}\n- model: {cfg['model']['name']}\n"
+    card = (f"# {name}\n\n{description}\n\n- task: {cfg['task']['kind']}\n- model: {cfg['model']['name']}\n"
             f"- data: {data.get('dataset', '?')} ({data.get('split', '?')})\n- steps: {train.get('steps', '?')}\n")
+    return card + training_line(source.training, train)
+
+
+def training_line(training: dict | None, train: dict) -> str:
+    """The card's line on how the run ended: at train.steps, or cut by train.max_minutes."""
+    if not training or not training.get("ended_by"):
+        return ""
+    if training["ended_by"] == "max_minutes":
+        return (f"- ended by: train.max_minutes ({train.get('max_minutes')} min) at step {training['step']} of "
+                f"{train.get('steps', '?')}, {training['elapsed_min']} min of training\n")
+    return f"- ended by: train.steps ({training['step']}), {training['elapsed_min']} min of training\n"

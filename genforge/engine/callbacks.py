@@ -14,6 +14,18 @@ class Callback:
     def on_end(self, step: int, task, logger) -> None: ...
 
 
+class Announce(Callback):
+    """Prints lines (and records them in the run's event log) when training starts: what a run
+    found in its data, for instance."""
+
+    def __init__(self, *lines: str):
+        self.lines = lines
+
+    def on_start(self, step, task, logger):
+        for line in self.lines:
+            logger.message(line)
+
+
 class Periodic(Callback):
     """Calls `run` every `every` steps (0: only at the end), at the end, and at step 0 of a fresh
     run when `at_start`; at most once per step, and only where the logger writes (rank 0)."""

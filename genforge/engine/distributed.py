@@ -91,6 +91,15 @@ def all_true(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def max_value(value: float, device: torch.device) -> float:
+    """The largest `value` over the ranks (every rank gets it)."""
+    if not is_enabled():
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def barrier() -> None:
     if is_enabled():
         dist.barrier()

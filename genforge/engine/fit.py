@@ -13,6 +13,7 @@ import torch
 
 from genforge.engine import checkpoint, distributed
 from genforge.engine.batches import Prefetcher
+from genforge.engine.budget import WallClock, end_message
 from genforge.engine.logging import RunLogger
 from genforge.engine.syncs import host_list
 from genforge.errors import UserError
@@ -127,12 +128,13 @@ def _mean_metrics(sums: dict, counts: dict) -> dict[str, float]:
 def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | None = None,
         callbacks=(), resume: Path | dict | None = None, config: dict | None = None,
         progress: bool = True) -> int:
-    """Train `task` for cfg.steps steps on `batches` (an object with .batch(step) -> dict).
+    """Train `task` for cfg.steps steps on `batches` (an object with .batch(step) -> dict), or until
+    cfg.max_minutes of wall time (resumes included) if that comes first.
 
     Returns the final step. Raises Interrupted after checkpointing on SIGINT/SIGTERM."""
     dist = dist or distributed.Dist()
     run_dir = Path(run_dir) if run_dir else None
-    step = 0
+    step, elapsed_s = 0, 0.0
     task.set_precision(cfg.precision, channels_last=cfg.channels_last)
     if dist.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: the fastest kernels are worth finding
@@ -145,6 +147,7 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
         state = resume if isinstance(resume, dict) else checkpoint.load_checkpoint(resume)
         task.load_state_dict(state["task"])
         step = state["step"]
+        elapsed_s = float(state.get("elapsed_s", 0.0))  # checkpoints before train.max_minutes: 0
         if dist.world_size == 1 or dist.is_main:
             try:
                 set_rng_state(state["rng"], dist.device)
@@ -158,6 +161,9 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
     writes = dist.is_main and run_dir is not None
     logger = RunLogger(run_dir, total_steps=cfg.steps, start_step=step, enabled=writes, progress=progress)
     guard = _NonFiniteGuard(cfg.max_nonfinite, run_dir, dist.device, task)
+    clock = WallClock(getattr(cfg, "max_minutes", None), elapsed_s)
+    clock.follow(task.schedulers.values())
+    ended_by = None
 
     def save(at: int) -> Path | None:
         if not writes:
@@ -169,7 +175,8 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
         path = checkpoint.path_for(run_dir, at)
         checkpoint.save_atomic({"format": 1, "step": at, "task": task_state,
                                 "export": task.export_module().state_dict(),
-                                "rng": rng_state(dist.device), "config": config}, path)
+                                "rng": rng_state(dist.device), "config": config,
+                                "elapsed_s": clock.elapsed(), "ended_by": ended_by}, path)
         checkpoint.prune(run_dir, cfg.keep_last)
         guard.fallback = None
         return path
@@ -183,13 +190,17 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
     timer, images_seen = time.perf_counter(), 0
     try:
         with _StopFlag() as stop:
-            while step < cfg.steps:
+            while step < cfg.steps and not clock.out_of_time():
                 batch = batches.batch(step)
                 task.begin_step()
                 with task.autocast():
                     metrics = task.training_step(batch, step)
                 task.end_step()
                 step += 1
+                clock.update(step, cfg.log_every, dist)
+                final = step == cfg.steps or clock.out_of_time()
+                if final:
+                    ended_by = "steps" if step == cfg.steps else "max_minutes"
                 images_seen += len(next(iter(batch.values())))
                 if task.skipped_step:
                     guard.skipped(step, task, logger)
@@ -198,7 +209,7 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                     for k, v in metrics.items():  # tensors stay on the device: no sync per step
                         sums[k] = sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v)
                         counts[k] = counts.get(k, 0) + 1
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                if step % cfg.log_every == 0 or final:
                     means = _mean_metrics(sums, counts)
                     elapsed = time.perf_counter() - timer
                     means["images_per_s"] = images_seen * dist.world_size / max(elapsed, 1e-9)
@@ -210,16 +221,20 @@ def fit(task, batches, cfg, *, run_dir: Path | None, dist: distributed.Dist | No
                     logger.advance()
                 for cb in callbacks:
                     cb.on_step(step, task, logger)
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                if step % cfg.checkpoint_every == 0 or final:
                     save(step)
                 stopping = stop.signum is not None
                 if dist.enabled:  # ranks agree on stopping every log_every steps: a collective is a sync
                     stopping = step % cfg.log_every == 0 and not distributed.all_true(not stopping, dist.device)
-                if stopping and step < cfg.steps:
+                if stopping and not final:
                     path = save(step)
                     # the Interrupted exception carries it to the caller (the CLI prints it once)
                     logger.message(f"interrupted at step {step}; checkpoint {path}", echo=False)
                     raise Interrupted(stop.signum or signal.SIGTERM, step, path)
+        ended_by = ended_by or ("steps" if step >= cfg.steps else "max_minutes")
+        logger.message(end_message(ended_by, step, cfg.steps, clock))
+        logger.record({"kind": "end", "step": step, "ended_by": ended_by,
+                       "elapsed_min": round(clock.elapsed() / 60, 3)})
         for cb in callbacks:
             cb.on_end(step, task, logger)
     finally:

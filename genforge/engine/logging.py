@@ -45,6 +45,11 @@ class RunLogger:
             for k, v in clean.items():
                 self._tb.add_scalar(f"{kind}/{k}", v, step)
 
+    def record(self, record: dict) -> None:
+        """One JSON line of any fields (the end of a run: which limit ended it)."""
+        if self.enabled:
+            self._jsonl.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
+
     def image(self, step: int, tag: str, grid: torch.Tensor) -> None:
         """grid: C x H x W in [0, 1]."""
         if self.enabled and self._tb is not None:

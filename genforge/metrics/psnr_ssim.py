@@ -34,6 +34,7 @@ __all__ = [
     "BenchmarkImage",
     "batch_psnr",
     "crop_to_scale",
+    "detail_ratio",
     "evaluate_benchmark",
     "evaluate_pair",
     "load_benchmark",
@@ -208,7 +209,24 @@ def evaluate_pair(sr: np.ndarray, hr: np.ndarray, scale: int, mode: str = "y") -
     if mode == "y":
         sr, hr = rgb_to_y(sr), rgb_to_y(hr)
     sr, hr = shave(sr, scale), shave(hr, scale)
-    return {"psnr": psnr(sr, hr), "ssim": ssim(sr, hr)}
+    return {"psnr": psnr(sr, hr), "ssim": ssim(sr, hr), "detail": detail_ratio(sr, hr)}
+
+
+def _laplacian_energy(image: np.ndarray) -> float:
+    x = image.astype(np.float64)
+    if x.ndim == 3:
+        x = x.mean(axis=2)
+    lap = 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
+    return float(np.mean(lap ** 2))
+
+
+def detail_ratio(sr: np.ndarray, hr: np.ndarray) -> float:
+    """Fine detail of ``sr`` relative to ``hr``: the energy of the 4-neighbour Laplacian of one over that
+    of the other (same region, Y or the channel mean). 1 = as much high-frequency content as the ground
+    truth; bicubic and pixel-loss models score below 1 (blur), a GAN stage should move it towards 1,
+    over-sharpening and noise above. It counts detail, not correct detail: read it beside PSNR/SSIM."""
+    reference = _laplacian_energy(hr)
+    return _laplacian_energy(sr) / reference if reference > 0 else float("nan")
 
 
 def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
@@ -315,5 +333,6 @@ def evaluate_benchmark(
     return {
         "psnr": float(np.mean([r["psnr"] for r in per_image.values()])),
         "ssim": float(np.mean([r["ssim"] for r in per_image.values()])),
+        "detail": float(np.nanmean([r["detail"] for r in per_image.values()])),
         "images": per_image,
     }

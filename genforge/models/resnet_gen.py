@@ -1,7 +1,8 @@
 """The CycleGAN ResNet generator (Johnson et al. 2016, as used by Zhu et al. 2017).
 
 A 7x7 stem, `n_down` stride-2 convs, a stack of residual blocks at 1/2**n_down resolution,
-`n_down` transposed convs back and a 7x7 output conv. Unpaired translation (horse -> zebra)
+`n_down` x2 upsampling layers back (transposed convs in CycleGAN; `upsample` selects a
+checkerboard-free resize-conv or ICNR pixel shuffle) and a 7x7 output conv. Unpaired translation (horse -> zebra)
 changes texture and colour but keeps the geometry, which residual blocks at a coarse resolution
 express as "the input plus a correction" with a wide receptive field; unlike the U-Net there are no
 skips at full resolution, so the network cannot simply copy the input through.
@@ -17,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from genforge.nn import ActivationName, activation, norm2d
+from genforge.nn import UPSAMPLE_HELP, ActivationName, UpsampleName, activation, norm2d, reinit_icnr_, upsample_layer
 from genforge.nn.init import init_normal_
 from genforge.registry import register_model
 
@@ -38,15 +39,19 @@ class ResNetGenConfig(BaseModel):
         "Normalisation after every conv but the last."))
     activation: ActivationName = Field("relu", description="Activation after every normalised conv.")
     dropout: float = Field(0.0, ge=0.0, le=0.9, description="Dropout between the two convs of each residual block.")
+    # the default stays CycleGAN's: model folders saved before this key existed hold transposed weights
+    upsample: UpsampleName = Field("transposed", description=UPSAMPLE_HELP.replace(
+        "ConvTranspose2d", "ConvTranspose2d kernel 3 stride 2"))
 
 
 def conv_norm_act(cin: int, cout: int, kernel: int, norm: str, act: str, *, stride: int = 1,
-                  transposed: bool = False) -> nn.Sequential:
+                  upsample: str | None = None) -> nn.Sequential:
+    """conv -> [norm] -> activation; with `upsample` the conv is that x2 upsampling layer instead
+    (transposed: kernel 3, output_padding 1, which exactly doubles the size)."""
     with_norm = norm != "none"
     # a bias before batch/instance norm is cancelled by the mean subtraction
-    if transposed:  # output_padding=1: exactly doubles the size, undoing a stride-2 conv
-        conv = nn.ConvTranspose2d(cin, cout, kernel, stride, padding=kernel // 2, output_padding=1,
-                                  bias=not with_norm)
+    if upsample is not None:
+        conv = upsample_layer(upsample, cin, cout, bias=not with_norm, padding_mode="reflect", transposed_kernel=3)
     else:
         conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, padding_mode="reflect",
                          bias=not with_norm)
@@ -88,11 +93,11 @@ class ResNetGenerator(nn.Module):
         self.down = nn.Sequential(*(conv_norm_act(cin, cout, 3, norm, act, stride=2)
                                     for cin, cout in zip(widths[:-1], widths[1:])))
         self.blocks = nn.Sequential(*(ResNetBlock(widths[-1], norm, act, cfg.dropout) for _ in range(cfg.n_blocks)))
-        self.up = nn.Sequential(*(conv_norm_act(cin, cout, 3, norm, act, stride=2, transposed=True)
+        self.up = nn.Sequential(*(conv_norm_act(cin, cout, 3, norm, act, upsample=cfg.upsample)
                                   for cin, cout in zip(widths[:0:-1], widths[-2::-1])))
         self.to_image = nn.Sequential(
             nn.Conv2d(widths[0], cfg.out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh())
-        init_normal_(self)
+        reinit_icnr_(init_normal_(self), std=0.02)  # pixel_shuffle starts checkerboard-free
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.size_multiple

@@ -9,6 +9,10 @@ scale instead of only at the input, where normalisation would wash it out.
     label_map -> nearest 1/2**num_up [, style(z)] -> conv3x3 -> block -> (up x2 -> block) * num_up
               -> leaky ReLU -> conv3x3 -> tanh        (every block also reads label_map)
 
+`up x2` is SPADE's nearest-neighbour resize by default (`upsample`); bilinear avoids its 2x2
+blocks, and the learned kinds (resize_conv, resize_conv_bilinear, pixel_shuffle, transposed) add a
+channel-keeping layer in front of the block.
+
 Multi-modal output (use_style): a VAE encoder maps a style image to (mu, logvar); a sample z is
 projected to a coarse 4x4 map of z_dim channels, resized (bilinear) to the bottom grid and read
 by the first conv next to the label map, so it adds a spatially varying term to the features.
@@ -26,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from genforge.nn import apply_spectral
+from genforge.nn import UPSAMPLE_HELP, apply_spectral, reinit_icnr_, upsample_layer
 from genforge.nn.init import init_normal_
 from genforge.nn.norms import SPADE
 from genforge.registry import register_model
@@ -67,6 +71,11 @@ class SPADEConfig(BaseModel):
     use_style: bool = Field(False, description="Add a VAE style encoder and z input for multi-modal output.")
     z_dim: int = Field(64, ge=1, le=1024, description="Size of the style code z.")
     encoder_width: int = Field(32, ge=4, le=256, description="Channels of the style encoder's first conv.")
+    # the default stays SPADE's: model folders saved before this key existed were trained with it
+    upsample: Literal["nearest", "bilinear", "transposed", "resize_conv", "resize_conv_bilinear", "pixel_shuffle"] = \
+        Field("nearest", description=(
+            "x2 upsampling between the residual blocks: nearest (SPADE's) or bilinear resize alone, or a learned "
+            "channel-keeping layer: " + UPSAMPLE_HELP.split(": ", 1)[1]))
 
     def level_widths(self) -> list[int]:
         """Channels at the bottom, then after each upsampling stage (halving, not below width)."""
@@ -133,6 +142,13 @@ class StyleEncoder(nn.Module):
         return self.fc_mu(h), self.fc_logvar(h)
 
 
+def _upsampler(kind: str, channels: int) -> nn.Module:
+    """x2, channels kept: a parameter-free resize (nearest, bilinear) or a learned upsample_layer."""
+    if kind in ("nearest", "bilinear"):
+        return nn.Upsample(scale_factor=2, mode=kind, **({} if kind == "nearest" else {"align_corners": False}))
+    return upsample_layer(kind, channels, channels)
+
+
 class SPADEGenerator(nn.Module):
     """label_map (N, label_nc, H, W) one-hot float [+ z (N, z_dim)] -> (N, out_channels, H, W) in [-1, 1].
 
@@ -155,9 +171,10 @@ class SPADEGenerator(nn.Module):
         style_channels = cfg.z_dim if cfg.use_style else 0
         self.stem = nn.Conv2d(cfg.label_nc + style_channels, bottom, 3, padding=1)
         self.head = block(bottom, bottom)
+        self.upsamplers = nn.ModuleList(_upsampler(cfg.upsample, fin) for fin in widths[:-1])
         self.ups = nn.ModuleList(block(fin, fout) for fin, fout in zip(widths[:-1], widths[1:]))
         self.to_image = nn.Conv2d(widths[-1], cfg.out_channels, 3, padding=1)
-        init_normal_(self)
+        reinit_icnr_(init_normal_(self), std=0.02)  # pixel_shuffle starts checkerboard-free
 
     def forward(self, label_map: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         m = self.size_multiple
@@ -182,8 +199,8 @@ class SPADEGenerator(nn.Module):
             # instance norm can only be exported when the conv in front of it fixes that count
             x = torch.cat([x, style], dim=1)
         x = self.head(self.stem(x), label_map)
-        for up in self.ups:
-            x = up(F.interpolate(x, scale_factor=2, mode="nearest"), label_map)
+        for upsample, up in zip(self.upsamplers, self.ups):
+            x = up(upsample(x), label_map)
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
 
 

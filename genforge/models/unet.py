@@ -1,8 +1,9 @@
 """The Pix2Pix U-Net generator (Isola et al. 2017) for paired image-to-image translation.
 
 An encoder of stride-2 4x4 convolutions halves the image down to a 1x1 bottleneck at the
-configured `image_size`; a decoder of stride-2 4x4 transposed convolutions doubles it back, and
-every decoder level concatenates the encoder features of its resolution. In translation the
+configured `image_size`; a decoder of stride-2 4x4 transposed convolutions (pix2pix's; `upsample`
+selects a checkerboard-free resize-conv or ICNR pixel shuffle instead) doubles it back, and every
+decoder level concatenates the encoder features of its resolution. In translation the
 input and output share their layout (edges stay where they are), so the skips carry that
 layout across and the bottleneck only has to decide what changes.
 
@@ -28,7 +29,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from genforge.nn import ActivationName, activation, norm2d
+from genforge.nn import UPSAMPLE_HELP, ActivationName, UpsampleName, activation, norm2d, reinit_icnr_, upsample_layer
 from genforge.nn.init import init_normal_
 from genforge.registry import register_model
 
@@ -54,6 +55,8 @@ class UNetConfig(BaseModel):
     dropout: float = Field(0.5, ge=0.0, le=0.9, description=(
         "Dropout on the 3 decoder levels above the innermost (pix2pix), in train mode only."))
     activation: ActivationName = Field("relu", description="Decoder activation; the encoder uses leaky_relu 0.2.")
+    # the default stays pix2pix's: model folders saved before this key existed hold transposed weights
+    upsample: UpsampleName = Field("transposed", description=UPSAMPLE_HELP)
 
     @field_validator("image_size")
     @classmethod
@@ -98,10 +101,10 @@ def down_block(cin: int, cout: int, norm: str, *, outermost: bool, innermost: bo
     return nn.Sequential(*layers)
 
 
-def up_block(cin: int, cout: int, norm: str, act: str, dropout: float) -> nn.Sequential:
-    """activation -> stride-2 4x4 transposed conv -> [norm] -> [dropout]."""
+def up_block(cin: int, cout: int, norm: str, act: str, dropout: float, upsample: str = "transposed") -> nn.Sequential:
+    """activation -> x2 upsampling (stride-2 4x4 transposed conv in pix2pix) -> [norm] -> [dropout]."""
     with_norm = norm != "none"
-    layers = [activation(act), nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=not with_norm)]
+    layers = [activation(act), upsample_layer(upsample, cin, cout, bias=not with_norm)]
     if with_norm:
         layers.append(norm2d(norm, cout))
     if dropout > 0:
@@ -129,13 +132,13 @@ class UNetGenerator(nn.Module):
         # every level but the innermost reads its input concatenated with the matching skip
         self.up = nn.ModuleList(
             up_block(widths[i] * (1 if k == 0 else 2), widths[i - 1], cfg.norm, cfg.activation,
-                     cfg.dropout if 1 <= k <= 3 else 0.0)
+                     cfg.dropout if 1 <= k <= 3 else 0.0, cfg.upsample)
             for k, i in enumerate(range(depth - 1, 0, -1)))
         self.to_image = nn.Sequential(
             activation(cfg.activation),
-            nn.ConvTranspose2d(2 * widths[0], cfg.out_channels, 4, stride=2, padding=1),
+            upsample_layer(cfg.upsample, 2 * widths[0], cfg.out_channels),
             nn.Tanh())
-        init_normal_(self)
+        reinit_icnr_(init_normal_(self), std=0.02)  # pixel_shuffle starts checkerboard-free
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.size_multiple

@@ -24,17 +24,39 @@ def make_optimizer(optim_cfg, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=optim_cfg.learning_rate, betas=tuple(optim_cfg.betas))
 
 
-def make_scheduler(optimizer, optim_cfg, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """constant, or constant until decay_start * total_steps then cosine/linear down to 0."""
+class Schedule(torch.optim.lr_scheduler.LambdaLR):
+    """A LambdaLR that may also follow a wall-clock budget (train.max_minutes): the engine hands it
+    the share of the budget used (follow_clock), and its factor then reads progress as
+    max(step progress, time progress). The clock is not part of its state: fit() rebuilds it from
+    the checkpoint's elapsed time."""
+
+    def __init__(self, optimizer, factor, clock: dict):
+        self._clock = clock  # {"fraction": None or a () -> float in [0, 1]}, read by `factor`
+        super().__init__(optimizer, factor)
+
+    def follow_clock(self, fraction) -> None:
+        self._clock["fraction"] = fraction
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in super().state_dict().items() if k != "_clock"}
+
+
+def make_scheduler(optimizer, optim_cfg, total_steps: int) -> Schedule:
+    """constant, or constant until decay_start of the run then cosine/linear down to 0. The run's
+    progress is step / total_steps, or with a time budget whichever of that and elapsed / budget is
+    further along (so the decay ends when the first of the two limits does)."""
     start = int(optim_cfg.decay_start * total_steps)
-    kind = optim_cfg.schedule
+    kind, decay_start = optim_cfg.schedule, optim_cfg.decay_start
+    clock: dict = {"fraction": None}
 
     def factor(step: int) -> float:
-        if kind == "constant" or step < start:
+        if kind == "constant":
             return 1.0
-        t = min(1.0, (step - start) / max(1, total_steps - start))
+        t = 0.0 if step < start else min(1.0, (step - start) / max(1, total_steps - start))
+        if clock["fraction"] is not None:
+            t = max(t, min(1.0, max(0.0, clock["fraction"]() - decay_start) / (1.0 - decay_start)))
         return 0.5 * (1 + math.cos(math.pi * t)) if kind == "cosine" else 1.0 - t
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return Schedule(optimizer, factor, clock)
 
 
 @contextlib.contextmanager

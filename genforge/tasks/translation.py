@@ -6,7 +6,7 @@ against a known target and the preview rows (input | output | target); CycleGAN 
 their own files."""
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -16,7 +16,8 @@ from genforge import registry
 from genforge.data.grid import LABEL_PALETTE
 from genforge.data.pair_folders import read_translation
 from genforge.data.patches import TranslationPatches, holdout_pairs
-from genforge.engine.callbacks import Previews, Validation
+from genforge.data.preprocess import apply_direction, preprocess_translation
+from genforge.engine.callbacks import Announce, Previews, Validation
 from genforge.errors import ConfigError, UserError
 from genforge.losses import multiscale_d_loss, multiscale_g_loss
 from genforge.metrics.psnr_ssim import batch_psnr
@@ -42,6 +43,8 @@ def show(x: torch.Tensor, *, labels: bool = False) -> torch.Tensor:
 
 class TranslationTaskConfig(Strict):
     """Training crops for image translation (shared by pix2pix, cyclegan and spade)."""
+
+    crop_from_data: ClassVar[bool] = True  # data.crop_size, when given, sets patch_size (genforge/config.py)
 
     patch_size: int = Field(256, ge=16, le=2048, description="Training crop side; a multiple of the "
                                                              "generator's size multiple.")
@@ -98,9 +101,15 @@ class TranslationTask(Task):
     @classmethod
     def setup(cls, cfg, dist):
         """Random crops of pairs / unpaired domains / label maps, and validation on holdout crops."""
-        t, m = cfg.task, cfg.model
+        t, m, d = cfg.task, cfg.model, cfg.data
         label_nc = getattr(m, "label_nc", None)
-        data = read_translation(cfg.data.dataset, cfg.data.split, label_nc=label_nc)
+
+        def read(split: str):
+            """The split with data.direction and data.preprocess applied, and its counts."""
+            data = apply_direction(read_translation(d.dataset, split, label_nc=label_nc), d.direction, d.dataset)
+            return preprocess_translation(data, d.preprocess, load_size=d.load_size, crop_size=t.patch_size)
+
+        data, summary = read(d.split)
         if data.kind not in cls.data_kinds:
             raise ConfigError(f"config error: data.dataset: {cfg.data.dataset!r} is {data.kind} data; "
                               f"task.kind {t.kind} needs {' or '.join(cls.data_kinds)} data")
@@ -114,8 +123,8 @@ class TranslationTask(Task):
                                      device=dist.device, rank=dist.rank)
         val = []
         if t.val_images and dist.is_main and cfg.data.split == "train":
-            try:
-                holdout = read_translation(cfg.data.dataset, "holdout", label_nc=label_nc)
+            try:  # resized as the training images are, so that validation sees the scale training does
+                holdout, _ = read("holdout")
             except UserError:  # a user folder without a test split: no validation
                 holdout = None
             if holdout is not None:
@@ -123,10 +132,11 @@ class TranslationTask(Task):
                        for b in holdout_pairs(holdout, size=t.val_size, count=t.val_images, multiple=multiple)]
 
         def callbacks(out: Path):
+            announce = Announce(summary.line(d.dataset, d.split, d.direction, d.preprocess))
             if not val:
-                return []
+                return [announce]
             same = [b for b in val if all(b[k].shape == val[0][k].shape for k in b)]
-            return [Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every),
+            return [announce, Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every),
                     Previews(same, cfg.train.sample_every, out)]
         return batches, callbacks, []
 

@@ -244,3 +244,17 @@ def test_bsd100_bicubic_reproduces_the_published_row():
         pytest.skip(f"BSDS500 not found at {val.parent.parent.parent} (see ../shared/datasets/README.md)")
     result = evaluate_benchmark(load_benchmark(val, 2), 2, upscale_bicubic)
     assert len(result["images"]) == 100 and abs(result["psnr"] - 29.56) < 0.05
+
+
+def test_detail_ratio_sees_blur_and_noise():
+    from genforge.metrics.psnr_ssim import detail_ratio
+
+    rng = np.random.default_rng(2)
+    hr = rng.integers(0, 255, (48, 48, 3)).astype(np.uint8)
+    hr = upscale_bicubic(hr[::2, ::2], 2)  # natural-ish: some structure at several scales
+    blurred = upscale_bicubic(hr[::2, ::2], 2)
+    noisy = np.clip(hr + rng.normal(0, 20, hr.shape), 0, 255).astype(np.uint8)
+    assert detail_ratio(hr, hr) == pytest.approx(1.0)
+    assert detail_ratio(blurred, hr) < 0.8 < 1.2 < detail_ratio(noisy, hr)
+    assert np.isnan(detail_ratio(hr, np.zeros_like(hr)))
+    assert evaluate_pair(hr, hr, 2)["detail"] == pytest.approx(1.0)

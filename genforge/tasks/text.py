@@ -1,0 +1,85 @@
+"""Text generation: a causal transformer over byte tokens (models/chargpt.py) trained by next-token
+cross-entropy on random windows of a corpus (data/text.py); validation in holdout bits per character,
+the figure the n-gram baselines of metrics/ngram.py are scored in."""
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from genforge import registry
+from genforge.data.text import TokenBatches, as_tokens, holdout_windows, read_corpus
+from genforge.engine.callbacks import Validation
+from genforge.engine.ema import EMA
+from genforge.schema import Optim, Strict
+from genforge.tasks.base import Task, evaluating, make_optimizer, make_scheduler
+
+
+class TextTaskConfig(Strict):
+    kind: Literal["text"] = "text"
+    optim: Optim = Optim(learning_rate=1e-3, betas=(0.9, 0.99), schedule="cosine")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="Gradient clipping (0: none).")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    val_windows: int = Field(32, ge=0, description="Holdout windows (of model.block_size bytes) scored every "
+                             "train.eval_every steps; genforge eval scores the whole holdout.")
+
+
+def window_bits(net: nn.Module, window: torch.Tensor) -> tuple[float, int]:
+    """(total bits, tokens predicted) of one window of tokens: every token after the first, given those
+    before it."""
+    logits = net(window[None, :-1])
+    nats = F.cross_entropy(logits[0].float(), window[1:], reduction="sum")
+    return float(nats) / math.log(2), len(window) - 1
+
+
+@registry.register_task("text", TextTaskConfig, models=("chargpt",), family="text",
+                        tiny={"data": {"dataset": "pydoc"}, "task": {"val_windows": 1},
+                              "train": {"batch_size": 2}})
+class TextTask(Task):
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(device)
+        self.cfg = cfg.task
+        net = registry.model_row(cfg.model.name).build(cfg.model).to(device)
+        self.networks = {"g": net}
+        self.optimizers = {"g": make_optimizer(self.cfg.optim, net.parameters())}
+        self.schedulers = {"g": make_scheduler(self.optimizers["g"], self.cfg.optim, cfg.train.steps)}
+        self.ema = EMA(net, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+
+    @classmethod
+    def setup(cls, cfg, dist):
+        corpus = read_corpus(cfg.data.dataset)
+        block = cfg.model.block_size
+        batches = TokenBatches(as_tokens(corpus.train), block=block, batch_size=cfg.train.batch_size,
+                               seed=cfg.seed, device=dist.device, rank=dist.rank)
+        val = []
+        if cfg.task.val_windows and dist.is_main:
+            holdout = as_tokens(corpus.holdout)
+            per_char = len(corpus.holdout) / corpus.holdout_chars  # bytes per character of the holdout
+            val = [{"window": w.to(dist.device), "per_char": per_char}
+                   for w in holdout_windows(holdout, block, cfg.task.val_windows)]
+
+        def callbacks(out: Path):
+            return [Validation(val, cfg.train.eval_every or cfg.train.checkpoint_every)] if val else []
+        return batches, callbacks, []
+
+    def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        G = self.networks["g"]
+        with self.autocast():
+            logits = G(batch["x"])
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["y"].reshape(-1))
+        if self.optimize("g", loss, max_norm=self.cfg.max_grad_norm) and self.ema is not None:
+            self.ema.update(G)
+        return {"loss": loss.detach(), "bits_per_byte": loss.detach() / math.log(2)}
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict[str, float]:
+        with evaluating(self.export_module()) as net:
+            bits, n = window_bits(net, batch["window"])
+        return {"bpc": bits / n * batch["per_char"]}
+
+    def trained_network(self) -> nn.Module:
+        return self.networks["g"]
