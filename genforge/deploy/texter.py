@@ -11,7 +11,7 @@ import torch
 from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
-from genforge.deploy.infer import InferenceWrapper
+from genforge.deploy.infer import InferenceWrapper, OnnxSignature
 from genforge.errors import UserError
 from genforge.registry import register_wrapper
 
@@ -65,9 +65,27 @@ class TextGenerator(InferenceWrapper):
                        top_p: float | None = None, seed: int = 0) -> bytes:
         check_options(tokens, temperature, top_k, top_p, prompt)
         start = torch.tensor([list(prompt or b"\n")], dtype=torch.long, device=self.device)
-        gen = torch.Generator().manual_seed(seed)
-        out = self.module.generate(start, tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
+        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(seed))
+        if hasattr(self.module, "generate"):  # PyTorch: with the key/value cache
+            out = self.module.generate(start, tokens, **options)
+        else:  # an .onnx file: ONNX Runtime gives logits, the sampling loop is ours
+            from genforge.models.chargpt import generate_uncached
+            out = generate_uncached(self.module, start, tokens, int(self.source.config["model"]["block_size"]), **options)
         return bytes(out[0, start.shape[1]:].tolist())
+
+    @classmethod
+    def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
+        """tokens (B, T <= block_size, int64) -> logits (B, T, 256); sampling stays outside the graph."""
+        block = int(module.block_size)
+
+        def inputs(n, t):
+            return (torch.randint(0, 256, (n, min(t, block)), generator=gen),)
+        return OnnxSignature(
+            inputs=inputs(2, 8), input_names=["tokens"], output_name="logits",
+            dynamic_axes={"tokens": {0: "batch", 1: "length"}, "logits": {0: "batch", 1: "length"}},
+            checks={"random": inputs(1, 5), "random_longer": inputs(3, block)},
+            meta={"block_size": block}, integer_inputs=("tokens",),
+            output_shape=lambda tokens: (*tokens.shape, 256))
 
     def generate_text(self, prompt: str = "", tokens: int = 200, **options) -> str:
         """The continuation of `prompt` (without the prompt), `tokens` bytes long."""

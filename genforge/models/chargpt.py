@@ -3,11 +3,11 @@
     bytes -> token embedding + position embedding -> [pre-norm block] x layers -> LayerNorm -> tied head
     block: x + attn(LN(x)) (causal, torch's scaled_dot_product_attention), then x + MLP(LN(x)) (4x, GELU)
 
-The output head shares the token embedding's weights (Press and Wolf 2017). ``forward(idx, cache)``
-takes an optional per-layer key/value cache, so sampling costs one position per new token instead of
-re-running the whole context (``generate`` uses it; tested equal to the uncached logits). Generation
-is sampling with temperature, top-k and top-p (nucleus) from a seeded generator: the same seed gives
-the same text on the same machine.
+The output head shares the token embedding's weights (Press and Wolf 2017). ``forward_cached``
+takes a per-layer key/value cache (``forward(idx)``, what training and ONNX see, has none), so
+sampling costs one position per new token instead of re-running the whole context (``generate`` uses
+it; tested equal to the uncached path). Generation samples with temperature, top-k and top-p
+(nucleus) from a seeded generator: the same seed gives the same text on the same machine.
 """
 
 from __future__ import annotations
@@ -92,9 +92,13 @@ class CharGPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, idx: torch.Tensor, cache: list[list] | None = None, start: int = 0) -> torch.Tensor:
-        """Logits (B, T, 256) for tokens idx (B, T) at positions start..start+T-1; ``cache``: one list
-        per layer, filled and extended in place."""
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, 256) for tokens idx (B, T <= block_size) (what training and ONNX see)."""
+        return self.forward_cached(idx, None, 0)
+
+    def forward_cached(self, idx: torch.Tensor, cache: list[list] | None, start: int) -> torch.Tensor:
+        """Logits for tokens idx at positions start..start+T-1; ``cache``: one list per layer of keys and
+        values of the positions before, filled and extended in place."""
         t = idx.shape[1]
         if start + t > self.block_size:
             raise ValueError(f"positions up to {start + t} exceed the context of {self.block_size}")
@@ -111,20 +115,32 @@ class CharGPT(nn.Module):
         """prompt (B, T >= 1) -> (B, T + tokens). Without the cache every step sees the last block_size
         tokens; with it, once the context is full it restarts from the last block_size // 2 tokens (so the
         two agree exactly until the context first fills, and the cached path stays O(1) per token)."""
+        if not use_cache:
+            return generate_uncached(self, prompt, tokens, self.block_size, temperature=temperature, top_k=top_k,
+                                     top_p=top_p, generator=generator)
         out = prompt
         cache, start = None, 0
         for _ in range(tokens):
             if cache is not None and start < self.block_size:
-                logits = self(out[:, -1:], cache, start)
+                logits = self.forward_cached(out[:, -1:], cache, start)
                 start += 1
             else:
-                keep = self.block_size if cache is None else self.block_size // 2
-                context = out[:, -keep:]
-                cache = [[] for _ in self.blocks] if use_cache else None
-                logits = self(context, cache)
+                context = out[:, -(self.block_size if cache is None else self.block_size // 2):]
+                cache = [[] for _ in self.blocks]
+                logits = self.forward_cached(context, cache, 0)
                 start = context.shape[1]
             out = torch.cat([out, sample(logits[:, -1], temperature, top_k, top_p, generator)], dim=1)
         return out
+
+
+def generate_uncached(forward, prompt: torch.Tensor, tokens: int, block_size: int, **options) -> torch.Tensor:
+    """Sampling with any callable idx -> logits (an ONNX Runtime session too): every step re-reads the
+    last block_size tokens."""
+    out = prompt
+    for _ in range(tokens):
+        logits = forward(out[:, -block_size:])
+        out = torch.cat([out, sample(logits[:, -1], **options).to(out.device)], dim=1)
+    return out
 
 
 def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
