@@ -3,6 +3,7 @@
     python bench/upscale_memory.py            # the targets: 4000x3000 x2 < 1 GB, the 70 KB 16-bit 3000x3000 PNG
     python bench/upscale_memory.py --quick    # 1000x750 cases only (about a minute)
     python bench/upscale_memory.py --sweep    # adds --max-memory 128M..1G on a 1500x1500 image (time vs memory)
+    python bench/upscale_memory.py --budget 2G   # adds the 4000x3000 photo at --max-memory 2G (default vs more)
 
 Every case is the real command in a fresh child process; its peak RSS is the kernel's figure for
 that child alone (its VmHWM, printed on exit), so torch's own libraries (~0.5 GB here) count too. The
@@ -45,8 +46,18 @@ def flat16(side: int) -> np.ndarray:
     return image
 
 
-def chosen_tile(h: int, w: int, dtype, max_memory: int | None) -> tuple[str, float]:
-    """(what --tile auto resolves to for this image, the model's measured bytes per input pixel)."""
+def tile_work(h: int, w: int, tile: int, overlap: int) -> float:
+    """Input pixels the network sees over all tiles (each read with its overlap), per image pixel."""
+    from genforge.deploy.tiling import _spans
+
+    def read(size: int) -> int:
+        return sum(min(size, end + overlap) - max(0, start - overlap) for start, end in _spans(size, tile, 1))
+    return read(h) * read(w) / (h * w) if tile else 1.0
+
+
+def chosen_tile(h: int, w: int, dtype, max_memory: int | None) -> tuple[str, float, float]:
+    """(what --tile auto resolves to for this image, the model's measured bytes per input pixel, the
+    tiles' work per image pixel: 1.0 for the whole image, more for the overlaps)."""
     from genforge.deploy.infer import AUTO, LazyImage, image_bytes
     from genforge.deploy.upscaler import Upscaler
     up = Upscaler(MODEL, device="cpu")
@@ -55,7 +66,8 @@ def chosen_tile(h: int, w: int, dtype, max_memory: int | None) -> tuple[str, flo
     x = LazyImage(np.zeros((h, w, 3), dtype), None, 3)
     tile = up.tile_size(AUTO, up._run, 3, up.default_overlap, key=3, shape=x.shape[1:],
                         held=image_bytes(x, up.scale, 65535 if dtype == np.uint16 else 255))
-    return (f"{tile} px (overlap {up.default_overlap})" if tile else "whole image"), up.bytes_per_pixel(up._run, 3, 3)
+    return ((f"{tile} px (overlap {up.default_overlap})" if tile else "whole image"), up.bytes_per_pixel(up._run, 3, 3),
+            tile_work(h, w, tile or 0, up.default_overlap))
 
 
 def run_case(label: str, image: np.ndarray, name: str, tmp: Path, *options: str) -> dict:
@@ -76,10 +88,10 @@ def run_case(label: str, image: np.ndarray, name: str, tmp: Path, *options: str)
     assert out.shape[:2] == (2 * image.shape[0], 2 * image.shape[1]) and out.dtype == image.dtype
     budget = next((options[i + 1] for i, o in enumerate(options) if o == "--max-memory"), None)
     from genforge.deploy.tiling import parse_memory
-    tile, per_pixel = chosen_tile(*image.shape[:2], image.dtype, parse_memory(budget) if budget else None)
+    tile, per_pixel, work = chosen_tile(*image.shape[:2], image.dtype, parse_memory(budget) if budget else None)
     return {"label": label, "image": f"{image.shape[1]}x{image.shape[0]} {image.dtype.itemsize * 8}-bit",
             "file_kb": src.stat().st_size / 1024, "decode_s": decode_s, "options": " ".join(options) or "defaults",
-            "tile": tile, "bpp": per_pixel, "peak_mb": peak_mb, "seconds": seconds,
+            "tile": tile, "work": work, "bpp": per_pixel, "peak_mb": peak_mb, "seconds": seconds,
             "decoded_mb": decoded.nbytes / 2 ** 20, "out_mb": out.nbytes / 2 ** 20}
 
 
@@ -105,6 +117,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1000x750 and 1000x1000 cases only")
     p.add_argument("--sweep", action="store_true", help="also --max-memory 128M, 512M, 1G on 1500x1500")
+    p.add_argument("--budget", action="append", default=[], metavar="SIZE",
+                   help="also the large photo at --max-memory SIZE (e.g. 2G): what the default budget costs")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
     load_start = os.getloadavg()[0]
@@ -112,8 +126,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         w, h, side = (1000, 750, 1000) if args.quick else (4000, 3000, 3000)
-        rows.append(run_case("photo", photo_like(h, w), "photo.png", tmp))
+        photo = photo_like(h, w)
+        rows.append(run_case("photo", photo, "photo.png", tmp))
         print(rows[-1], flush=True)
+        for budget in args.budget:
+            rows.append(run_case(f"photo {budget}", photo, "photo.png", tmp, "--max-memory", budget))
+            print(rows[-1], flush=True)
+        del photo
         rows.append(run_case("flat 16-bit", flat16(side), "flat16.png", tmp))
         print(rows[-1], flush=True)
         if args.sweep:
@@ -129,16 +148,18 @@ def main() -> None:
              f"Machine: {machine_line()}; 1-minute load average {load_start:.1f} at the start (a training run shared "
              f"the 2 cores, so the times are noisy and slower than on an idle machine). Target: peak RSS under "
              f"{TARGET_MB:,} MB for 4000x3000 x2.", "",
-             "| case | image | PNG file | decode | options | auto tile | model bytes/px | peak RSS | wall time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| case | image | PNG file | decode | options | auto tile | tile work | model bytes/px | peak RSS | "
+             "wall time |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['label']} | {r['image']} -> x2 | {r['file_kb']:,.0f} KB | {r['decode_s']:.2f} s | "
-                     f"{r['options']} | {r['tile']} | {r['bpp']:,.0f} | {r['peak_mb']:,.0f} MB | "
+                     f"{r['options']} | {r['tile']} | {r['work']:.2f}x | {r['bpp']:,.0f} | {r['peak_mb']:,.0f} MB | "
                      f"{r['seconds']:,.0f} s |")
     lines += ["", "Bytes per pixel: the tensors the network holds at once on a 128x128 probe (counted op by op), "
               "times 1.25 for what the count cannot see. --max-memory covers the decoded input and the 8/16-bit "
               "output array plus the tile's read window (tile + 2 x overlap, squared) times bytes per pixel; the "
-              "rest of the peak is torch and the model, and the PNG encoder's copies while the output is written."]
+              "rest of the peak is torch and the model, and the PNG encoder's buffers while the output is written. "
+              "Tile work: the input pixels the network computes over all tiles (each read with its overlap) per "
+              "image pixel; 1.00x is one whole-image call."]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write and not args.quick:

@@ -3,7 +3,8 @@ has no 48/64-bit modes), libtiff kept off stderr, and the largest side each form
 
 OpenCV's libpng prints its complaints about a bad file to the C stderr, where Python cannot catch
 them, so ``decode_png16`` checks a file first (chunk CRCs, the zlib stream, one valid filter byte per
-row: all in C, through zlib and numpy) and hands OpenCV only the chunks it needs. Errors are
+row: all in C, through zlib and numpy) and hands OpenCV only the chunks it needs; ``check_png_complete``
+does the chunk part for the PNGs Pillow decodes (8-bit, 16-bit grey). Errors are
 ``ValueError`` with a short reason; ``io`` turns them into ``BadImageError`` naming the file.
 """
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import io
 import struct
 import zlib
+from typing import BinaryIO
 
 import numpy as np
 
@@ -35,21 +38,40 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _png_chunks(data: bytes):
-    pos = len(PNG_SIGNATURE)
+def png_chunks(f: BinaryIO, keep: frozenset[bytes] = frozenset()):
+    """(kind, body) of each chunk of the PNG open as `f`, up to IEND, every one checked complete and
+    against its CRC; a body is read into memory only for the kinds in `keep` (else None), so a file of
+    any size is walked in 1 MB pieces. A file that ends before IEND raises "truncated file"."""
+    f.seek(len(PNG_SIGNATURE))
     while True:
-        if pos + 12 > len(data):
+        head = f.read(8)
+        if len(head) < 8:
             raise ValueError("truncated file")
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        end = pos + 8 + length
-        if end + 4 > len(data):
+        length, kind = struct.unpack(">I4s", head)
+        crc, left, body = zlib.crc32(kind), length, [] if kind in keep else None
+        while left:
+            piece = f.read(min(left, 1 << 20))
+            if not piece:
+                raise ValueError("truncated file")
+            crc, left = zlib.crc32(piece, crc), left - len(piece)
+            if body is not None:
+                body.append(piece)
+        tail = f.read(4)
+        if len(tail) < 4:
             raise ValueError("truncated file")
-        if zlib.crc32(data[pos + 4 : end]) != struct.unpack(">I", data[end : end + 4])[0]:
+        if crc != struct.unpack(">I", tail)[0]:
             raise ValueError(f"corrupt PNG chunk {kind.decode('latin-1')!r} (CRC mismatch)")
-        yield kind, data[pos + 8 : end]
+        yield kind, None if body is None else b"".join(body)
         if kind == b"IEND":
             return
-        pos = end + 4
+
+
+def check_png_complete(f: BinaryIO) -> None:
+    """Refuse a PNG that is cut short or has a damaged chunk, before it is decoded. Pillow stops reading
+    once the pixels are inflated and never checks the last IDAT's CRC nor that IEND follows, so a file cut
+    in its last bytes decoded (8-bit and 16-bit grey) where the 16-bit colour path refused it."""
+    for _ in png_chunks(f):
+        pass
 
 
 def decode_png16(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, bytes | None]:
@@ -68,7 +90,7 @@ def decode_png16(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, bytes
     if max(width, height) > _CV_MAX_SIDE or width * height > _CV_MAX_PIXELS:
         raise ValueError(f"too large for the 16-bit PNG decoder ({width}x{height} pixels)")
     idat, trns, exif, ihdr = [], None, None, None
-    for kind, body in _png_chunks(data):
+    for kind, body in png_chunks(io.BytesIO(data), frozenset({b"IHDR", b"IDAT", b"tRNS", b"eXIf"})):
         if kind == b"IHDR":
             ihdr = body
         elif kind == b"IDAT":
@@ -149,11 +171,44 @@ def quiet_libtiff() -> None:
 
 
 def encode_png16(image: np.ndarray) -> bytes:
-    """H x W x C (C in 1, 3, 4) uint16 as a 16-bit PNG, by OpenCV (BGR order on its side)."""
+    """H x W x C (C in 1, 3, 4) uint16 as a 16-bit PNG, by OpenCV (BGR order on its side).
+
+    No copy of the pixels: OpenCV takes the array as it is, so for colour its R and B are swapped in
+    place (a few rows at a time) for the encoder and swapped back afterwards, also when it fails. A
+    6000x6000 RGB image would otherwise cost 206 MB per copy. The caller's array reads BGR while this
+    runs (do not encode one array from two threads at once); read-only or non-contiguous arrays are
+    copied once instead."""
     import cv2
 
-    bgr = image if image.shape[2] == 1 else image[:, :, [2, 1, 0, 3][: image.shape[2]]]
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 6]
+    if image.shape[2] == 1:
+        return _imencode(np.ascontiguousarray(image), params)
+    if not (image.flags.writeable and image.flags.c_contiguous):
+        pixels = np.empty(image.shape, np.uint16)  # one copy, in BGR(A) order
+        for k, channel in enumerate((2, 1, 0, 3)[: image.shape[2]]):
+            pixels[:, :, k] = image[:, :, channel]
+        return _imencode(pixels, params)
+    _swap_red_blue(image)
+    try:
+        return _imencode(image, params)
+    finally:
+        _swap_red_blue(image)
+
+
+def _swap_red_blue(image: np.ndarray, strip_bytes: int = 1 << 22) -> None:
+    """Swap channels 0 and 2 in place, in strips of rows: the temporary is one channel of one strip."""
+    rows = max(1, strip_bytes // max(1, image[0].nbytes))
+    for top in range(0, image.shape[0], rows):
+        strip = image[top : top + rows]
+        red = strip[:, :, 0].copy()
+        strip[:, :, 0] = strip[:, :, 2]
+        strip[:, :, 2] = red
+
+
+def _imencode(pixels: np.ndarray, params: list[int]) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", pixels, params)
     if not ok:
         raise ValueError("OpenCV's PNG encoder failed")
     return data.tobytes()

@@ -3,7 +3,9 @@
 Every image in genforge passes through here as an H x W x C numpy array (C in 1, 3, 4), so the
 rest of the package never deals with Pillow modes. 16-bit data stays 16-bit end to end: Pillow has
 no 48/64-bit modes (it drops 16-bit RGB(A) PNGs to 8 bits and cannot write them), so those go
-through OpenCV's libpng (see ``formats.decode_png16``). Any unreadable file becomes one
+through OpenCV's libpng (see ``formats.decode_png16``). Every PNG is checked complete (each chunk
+through IEND, CRCs right) before it is decoded, whatever its depth, so a cut file is always "truncated
+file", never a picture with its last bytes missing. Any unreadable file becomes one
 ``BadImageError`` whose message names the file, so a bad file in a large folder is reported as
 one line instead of a traceback, and the imaging libraries' own warnings are kept off stderr.
 """
@@ -22,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from genforge.data.formats import (
     PNG_SIGNATURE,
+    check_png_complete,
     decode_png16,
     encode_png16,
     format_limit,
@@ -46,6 +49,10 @@ _GREY16 = {".png", ".tif", ".tiff", ".ppm", ".pgm"}  # Pillow writes 16-bit grey
 _LABEL_MODES = ("1", "L", "P", "I;16", "I;16L", "I;16B", "I")  # one raw value per pixel: the class id
 _SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"lossless": True}}
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+DEFAULT_MAX_PIXELS = 100_000_000
+"""The pixel limit of every entry point that reads files: the CLI's --max-pixels default and the Python
+API's max_pixels=. A header declaring more is refused before any pixel is decoded (a bit-flipped GIF
+can declare 65535x65535)."""
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
@@ -123,6 +130,9 @@ def _read(source: Path | bytes, max_pixels: int | None) -> np.ndarray:
     else:
         with Image.open(io.BytesIO(source) if in_memory else source) as im:  # lazy: header only so far
             _check_pixels(im.width, im.height, max_pixels)
+            if head is not None:  # every chunk there, CRCs right: Pillow alone decodes PNGs cut in the last bytes
+                with io.BytesIO(source) if in_memory else open(source, "rb") as f:
+                    check_png_complete(f)
             if im.format == "TIFF":
                 quiet_libtiff()
             im.load()

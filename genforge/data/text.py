@@ -46,8 +46,8 @@ def list_corpora() -> list[dict]:
     corpus = read_corpus("pydoc")
     return [{"name": "pydoc", "images": corpus.parts, "size": f"{len(corpus.train) + len(corpus.holdout):,} bytes",
              "channels": "text", "labels": False, "classes": 0, "splits": ["train", "holdout"],
-             "description": "text: CPython's reference topics (pydoc_data); holdout every tenth topic; "
-                            "also text:PATH (UTF-8 file or folder)"}]
+             "description": "text: CPython's reference topics (pydoc_data), byte tokens; holdout: every tenth "
+                            "topic"}]
 
 
 def _pydoc() -> Corpus:

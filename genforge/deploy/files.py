@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from genforge.data.io import IMAGE_EXTENSIONS, format_limit, list_image_files, read_image, write_image
+from genforge.data.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    format_limit,
+    list_image_files,
+    read_image,
+    write_image,
+)
 from genforge.deploy.infer import AUTO, MIN_TILE
 from genforge.errors import UserError
 
@@ -169,7 +176,8 @@ def add_output_options(s, *, ext_help: str) -> None:
     """What upscale and translate share: output naming, the pixel guard, the device, progress."""
     s.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
     s.add_argument("--ext", help=ext_help)
-    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger inputs (decompression bombs)")
+    s.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger inputs (decompression bombs; default {DEFAULT_MAX_PIXELS:,})")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     s.add_argument("--no-progress", action="store_true")
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from genforge import registry
+from genforge.data.io import DEFAULT_MAX_PIXELS
 from genforge.deploy.pretrained import ModelSource, build_export_module, read_source
 from genforge.deploy.tiling import (  # noqa: F401  (re-exported: the wrappers and tests import them from here)
     AUTO,
@@ -35,7 +36,7 @@ from genforge.deploy.tiling import (  # noqa: F401  (re-exported: the wrappers a
     working_set,
 )
 from genforge.device import select_device
-from genforge.errors import UserError
+from genforge.errors import ImageTooLargeError, UserError
 
 
 def is_onnx(name_or_path) -> bool:
@@ -130,10 +131,14 @@ def half_precision(modules: list[torch.nn.Module], dtype: torch.dtype) -> None:
         module.register_forward_hook(cast_out)
 
 
-def read_input(image, reader):
-    """A path, PIL image or array -> an array, for the Python one-liners."""
+def read_input(image, reader, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """A path, PIL image or array -> an array, for the Python one-liners. A path is read with the same
+    pixel limit as the CLI's --max-pixels (checked from the header, before decoding; None: no limit)."""
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-        return reader(image)
+        try:
+            return reader(image, max_pixels=max_pixels)
+        except ImageTooLargeError as err:
+            raise ImageTooLargeError(f"{err}; pass max_pixels= a larger limit, or None, to read it") from err
     return np.asarray(image)  # a PIL image or an array
 
 

@@ -16,7 +16,7 @@ from fastapi import File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
 
 from genforge.data.color import match_channels
-from genforge.data.io import IMAGE_EXTENSIONS, decode_image, encode_image, read_image, write_image
+from genforge.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, decode_image, encode_image, read_image, write_image
 from genforge.deploy.files import (
     add_output_options,
     add_runtime_options,
@@ -139,9 +139,11 @@ class Interpolator(InferenceWrapper):
         alpha = np.round((1 - t) * alpha_a.astype(np.float64) + t * alpha_b).astype(out.dtype)
         return with_alpha(out, alpha, rgb=False)
 
-    def interpolate(self, a, b, t: float = 0.5):
-        """Paths, PIL images or arrays in; a PIL image out (for the Python one-liner)."""
-        return to_pil(self.interpolate_array(read_input(a, read_image), read_input(b, read_image), t))
+    def interpolate(self, a, b, t: float = 0.5, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        """Paths, PIL images or arrays in; a PIL image out (for the Python one-liner). A path over
+        max_pixels (the CLI's --max-pixels default; None: no limit) is one ImageTooLargeError."""
+        a, b = (read_input(x, read_image, max_pixels) for x in (a, b))
+        return to_pil(self.interpolate_array(a, b, t))
 
     def interpolate_frames(self, frames, factor: int, *, name: str = "the video"):
         """A video's frames -> factor times as many: for each consecutive pair (f_k, f_k+1), f_k then

@@ -16,8 +16,8 @@ from fastapi.responses import Response
 from torch import nn
 
 from genforge.data.color import match_channels
-from genforge.data.io import decode_image, encode_image, read_image, read_label_map
-from genforge.data.pair_folders import read_translation
+from genforge.data.io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, read_label_map
+from genforge.data.preprocess import read_run_data
 from genforge.deploy.files import add_output_options, add_runtime_options, add_tile_option, check_tile, process_files
 from genforge.deploy.infer import (
     AUTO,
@@ -35,7 +35,7 @@ from genforge.errors import UserError
 from genforge.models.spade import one_hot_labels
 from genforge.registry import register_wrapper
 
-PAIRED_METRICS = ("l1", "psnr", "ssim")
+PAIRED_METRICS = ("l1", "psnr", "ssim", "checkerboard")  # per image against the ground truth, then the mean
 DEFAULT_OVERLAP = 32  # tile overlap when the receptive field cannot be bounded (an .onnx file)
 MAX_OVERLAP = 128  # beyond this a wider read costs more than the context it adds (a U-Net sees the whole crop)
 
@@ -76,6 +76,7 @@ class Translator(InferenceWrapper):
 
     noun = "image translation model"
     metrics = (*PAIRED_METRICS, "fid", "kid")
+    default_metrics = PAIRED_METRICS  # fid/kid need a photo feature network (--features), so only on request
     upload_routes = {"/v1/translate": 2}  # the image and a style photo
     # --half in bfloat16: instance-norm chains (CycleGAN, SPADE) can reach activations past float16's
     # 65504 before a norm brings them back; bfloat16 has float32's range, and its 8 significant bits
@@ -211,9 +212,11 @@ class Translator(InferenceWrapper):
         out = self.run_tiled(run, x, tile=tile, overlap=overlap, scale=1, peak=peak, signed=True, key=direction)
         return with_alpha(out, alpha)
 
-    def translate(self, image, **kwargs):
-        """A path, PIL image or array in; a PIL image out (for the Python one-liner)."""
-        return to_pil(self.translate_array(read_input(image, self.read), **kwargs))
+    def translate(self, image, *, style=None, max_pixels: int | None = DEFAULT_MAX_PIXELS, **kwargs):
+        """A path, PIL image or array in (and for `style`); a PIL image out (for the Python one-liner).
+        A path over max_pixels (the CLI's --max-pixels default; None: no limit) is one ImageTooLargeError."""
+        style = None if style is None else read_input(style, read_image, max_pixels)
+        return to_pil(self.translate_array(read_input(image, self.read, max_pixels), style=style, **kwargs))
 
     @classmethod
     def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
@@ -273,12 +276,16 @@ class Translator(InferenceWrapper):
 
     def evaluate(self, metrics: list[str], *, features: str = "auto", seed: int = 0, split: str = "holdout",
                  **_) -> dict:
-        """Translate every image of the model's dataset split (holdout by default) whole and compare
+        """Translate every image of the model's dataset split (holdout by default; in the run's
+        data.direction, resized as its data.preprocess resized the training images) whole and compare
         with its ground truth: the paired target, or for the unpaired bundled pair the known true
-        mapping. L1 is the mean absolute error in [0, 1] units; PSNR/SSIM are on RGB (8-bit)."""
+        mapping. L1 is the mean absolute error in [0, 1] units; PSNR/SSIM are on RGB (8-bit);
+        checkerboard is the output's period-2/4 grid energy over the ground truth's
+        (genforge.metrics.checkerboard: 1 = the same, above 1 a grid the truth does not have)."""
+        from genforge.metrics.checkerboard import checkerboard
         from genforge.metrics.psnr_ssim import psnr, ssim
         cfg = self.source.config
-        data = read_translation(cfg["data"]["dataset"], split, label_nc=cfg["model"].get("label_nc"))
+        data = read_run_data(cfg, split)
         targets = data.truth if data.kind == "unpaired" else data.b
         if targets is None:
             raise UserError(f"dataset {cfg['data']['dataset']!r} has no ground truth for its {split} split "
@@ -298,11 +305,14 @@ class Translator(InferenceWrapper):
                 row["psnr"] = psnr(out, target)
             if "ssim" in metrics:
                 row["ssim"] = ssim(out, target)
+            if "checkerboard" in metrics:
+                # below 8 px a side there is no spectrum to speak of: left out of the mean
+                row["checkerboard"] = checkerboard(out, target) if min(out.shape[:2]) >= 8 else float("nan")
             per_image[name] = row
         result: dict = {"dataset": cfg["data"]["dataset"], "split": split, "images": len(outputs)}
         for m in PAIRED_METRICS:
             if m in metrics:
-                result[m] = float(np.mean([r[m] for r in per_image.values()]))
+                result[m] = float(np.nanmean([r[m] for r in per_image.values()]))
         if unchanged and len(unchanged) == len(outputs):
             result["input_unchanged_psnr"] = float(np.mean([u[0] for u in unchanged]))
             result["input_unchanged_l1"] = float(np.mean([u[1] for u in unchanged]))
@@ -361,7 +371,7 @@ def _tiles(images: list[np.ndarray], size: int = 64) -> torch.Tensor:
 def cmd_translate(args) -> int:
     check_tile(args.tile)
     tr = Translator.from_options(args.model, args)
-    style = read_image(args.style) if args.style else None
+    style = read_image(args.style, max_pixels=args.max_pixels) if args.style else None
     if style is not None or args.seed is not None:
         tr.style_code(style, args.seed)  # refuse --style/--seed for models without a style encoder, once
     tr.network(args.direction)  # refuse a wrong direction before touching any file

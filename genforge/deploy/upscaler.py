@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from genforge.checkpoint_files import save_text
 from genforge.data.color import match_channels, rgb_to_ycbcr, ycbcr_to_rgb
 from genforge.data.degrade import imresize
-from genforge.data.io import decode_image, encode_image, read_image
+from genforge.data.io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image
 from genforge.deploy.files import (
     add_output_options,
     add_runtime_options,
@@ -115,9 +115,10 @@ class Upscaler(InferenceWrapper):
                 multiple=1, peak=peak)
         return with_alpha(y, alpha, rgb=False)
 
-    def upscale(self, image, **kwargs):
-        """A path, PIL image or array in; a PIL image out (for the Python one-liner)."""
-        return to_pil(self.upscale_array(read_input(image, read_image), **kwargs))
+    def upscale(self, image, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, **kwargs):
+        """A path, PIL image or array in; a PIL image out (for the Python one-liner). A path over
+        max_pixels (the CLI's --max-pixels default; None: no limit) is one ImageTooLargeError."""
+        return to_pil(self.upscale_array(read_input(image, read_image, max_pixels), **kwargs))
 
     @classmethod
     def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
@@ -235,20 +236,21 @@ def evaluate_sr(model: str, benchmark: str, scale: int, *, mode: str = "y", self
 
 
 def format_sr_table(result: dict, baseline: dict | None = None) -> str:
-    head = f"{'image':<12}{'PSNR':>9}{'SSIM':>8}"
+    head = f"{'image':<12}{'PSNR':>9}{'SSIM':>8}{'detail':>8}"
     if baseline:
         head += f"{'bicubic':>10}{'gain':>8}"
     lines = [f"{result['benchmark']} x{result['scale']} ({result['mode'].upper()})", head]
     for name, r in result["images"].items():
-        row = f"{name:<12}{r['psnr']:>9.2f}{r['ssim']:>8.4f}"
+        row = f"{name:<12}{r['psnr']:>9.2f}{r['ssim']:>8.4f}{r['detail']:>8.2f}"
         if baseline:
             b = baseline["images"][name]["psnr"]
             row += f"{b:>10.2f}{r['psnr'] - b:>+8.2f}"
         lines.append(row)
-    row = f"{'mean':<12}{result['psnr']:>9.2f}{result['ssim']:>8.4f}"
+    row = f"{'mean':<12}{result['psnr']:>9.2f}{result['ssim']:>8.4f}{result['detail']:>8.2f}"
     if baseline:
         row += f"{baseline['psnr']:>10.2f}{result['psnr'] - baseline['psnr']:>+8.2f}"
     lines.append(row)
+    lines.append("detail: Laplacian energy over the ground truth's (1 = as much fine detail; blur < 1)")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Pillow's messages. Each is one exception naming the file, and nothing on stderr.
 
 import io
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genforge.data.formats import PNG_SIGNATURE, png_chunk
+from genforge.data.formats import PNG_SIGNATURE, png_chunk, png_header
 from genforge.data.io import NAME_MAX, decode_image, encode_image, read_image, write_image
 from genforge.errors import BadImageError, UserError
 
@@ -162,3 +163,85 @@ def test_16_bit_colour_round_trips_through_opencv(tmp_path):
         with Image.open(tmp_path / "x.png") as im:  # a standard 16-bit PNG, as other readers see it
             assert im.size == (11, 9)
         np.testing.assert_array_equal(read_image(tmp_path / "x.png"), image)
+
+
+def _png(image: np.ndarray, mode: str | None = None) -> bytes:
+    """A PNG as genforge writes it (Pillow for 8 bits and 16-bit grey, OpenCV for 16-bit colour), or
+    through Pillow in `mode` (P: palette)."""
+    if mode is None:
+        return encode_image(image, ".png")
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert(mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+_GRADIENT = (np.arange(40 * 50).reshape(40, 50) * 37 % 65536).astype(np.uint16)
+TRUNCATABLE = {  # bit depth and colour type -> the PNG's bytes
+    "8-bit grey": _png((_GRADIENT >> 8).astype(np.uint8)[:, :, None]),
+    "8-bit RGB": _png(np.stack([(_GRADIENT >> 8).astype(np.uint8)] * 3, 2)),
+    "8-bit RGBA": _png(RNG.integers(0, 256, (40, 50, 4)).astype(np.uint8)),
+    "8-bit palette": _png(RNG.integers(0, 256, (40, 50, 3)).astype(np.uint8), "P"),
+    "16-bit grey": _png(_GRADIENT[:, :, None]),
+    "16-bit RGB": _png(np.stack([_GRADIENT, _GRADIENT // 2, _GRADIENT // 3], 2)),
+    "16-bit RGBA": _png(RNG.integers(0, 65536, (40, 50, 4)).astype(np.uint16)),
+    "16-bit grey+alpha": png16(RNG.integers(0, 65536, (7, 9, 2)).astype(np.uint16)),
+    "16-bit grey, by hand": PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 9, 7, 16, 0, 0, 0, 0))
+    + png_chunk(b"IDAT", zlib.compress(b"".join(b"\0" + RNG.bytes(18) for _ in range(7)))) + png_chunk(b"IEND", b""),
+}
+
+
+@pytest.mark.parametrize("kind", list(TRUNCATABLE))
+@pytest.mark.parametrize("load_truncated", [False, True])
+def test_truncated_pngs_are_truncated_whatever_the_depth(kind, load_truncated, tmp_path, monkeypatch):
+    """Cut anywhere, including in the last 20 bytes (zlib's checksum, the last IDAT's CRC, IEND), where
+    Pillow used to decode 8-bit and 16-bit grey files without a word, and whatever Pillow's global
+    LOAD_TRUNCATED_IMAGES says."""
+    from PIL import ImageFile
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", load_truncated)
+    data = TRUNCATABLE[kind]
+    depth_and_type = {"8-bit grey": (8, 0), "8-bit RGB": (8, 2), "8-bit RGBA": (8, 6), "8-bit palette": (8, 3),
+                      "16-bit grey": (16, 0), "16-bit RGB": (16, 2), "16-bit RGBA": (16, 6),
+                      "16-bit grey+alpha": (16, 4), "16-bit grey, by hand": (16, 0)}
+    assert png_header(data)[2:4] == depth_and_type[kind]
+    whole = decode_image(data)
+    assert whole.shape[:2] in ((40, 50), (7, 9))
+    cuts = sorted({len(data) // 3, len(data) // 2, *range(len(data) - 20, len(data))})
+    for cut in cuts:
+        with pytest.raises(BadImageError, match=r"^bad image 'upload': truncated file$"):
+            decode_image(data[:cut])
+    (tmp_path / "cut.png").write_bytes(data[:-7])  # from a file too, named in the message
+    with pytest.raises(BadImageError, match=rf"^bad image '{re.escape(str(tmp_path))}/cut.png': truncated file$"):
+        read_image(tmp_path / "cut.png")
+    (tmp_path / "whole.png").write_bytes(data)
+    np.testing.assert_array_equal(read_image(tmp_path / "whole.png"), whole)
+
+
+def test_16_bit_colour_png_is_encoded_without_copying_the_pixels(tmp_path, monkeypatch):
+    """The encoder takes the caller's array (R and B swapped in place for OpenCV, then back): no copy of
+    the image, where the BGR copy and a contiguous copy of it added ~430 MB for a 6000x6000 output."""
+    import tracemalloc
+
+    import cv2
+    y, x = np.mgrid[0:1200, 0:1000].astype(np.uint16)
+    for channels in (3, 4):
+        image = np.stack([x * 100, y * 90, x + y, 65535 - x][:channels], 2).astype(np.uint16)  # 7.2/9.6 MB
+        before = image.copy()
+        tracemalloc.start()
+        data = encode_image(image, ".png")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < image.nbytes / 2, (peak, image.nbytes)  # a copy was 1x, and there were two
+        np.testing.assert_array_equal(image, before)  # swapped back
+        np.testing.assert_array_equal(decode_image(data), before)
+        frozen = before.copy()
+        frozen.flags.writeable = False  # read-only, or not contiguous: one copy, the same file
+        assert encode_image(frozen, ".png") == data
+        assert encode_image(before.repeat(2, axis=1)[:, ::2], ".png") == data
+
+    def fail(*args, **kwargs):
+        raise cv2.error("no space in the encoder")
+    monkeypatch.setattr(cv2, "imencode", fail)
+    with pytest.raises(UserError, match="the png encoder failed"):
+        write_image(tmp_path / "x.png", image)
+    np.testing.assert_array_equal(image, before)  # and back after a failure too
+    assert not list(tmp_path.iterdir())

@@ -3,8 +3,10 @@ over a format's size limit, names near or over NAME_MAX, symlink loops, corrupt 
 decompression bombs, write errors. Each bad file is exactly one `error:` line (a size fallback one
 `note:` line), nothing else reaches stderr, later files are written and the exit code is 1."""
 
+import argparse
 import io
 import os
+import re
 import struct
 import zlib
 
@@ -164,3 +166,48 @@ def test_write_errors_fail_one_file_each(tmp_path, monkeypatch, capsys):
         f"error: cannot write image '{out / 'b.png'}': No space left on device",
         f"error: {tmp_path / 'in' / 'c.png'}: RuntimeError: the network broke"]
     assert os.listdir(out) == ["d.png"]
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # genforge's own filter, as at run time
+def test_python_api_has_the_clis_pixel_limit(tmp_path, sr_model, tiny_models):
+    """genforge.load(...).upscale / translate / interpolate on a path refuse what the CLI refuses, from the
+    header and at once (a bit-flipped GIF declaring 12288x12288 took 148 s and 3.6 GB); max_pixels= changes
+    the limit, None lifts it."""
+    import time
+
+    import genforge
+    from genforge.data.io import DEFAULT_MAX_PIXELS
+    from genforge.deploy.files import add_output_options
+    from genforge.errors import ImageTooLargeError
+    from tests.conftest import random_folder
+
+    parser = argparse.ArgumentParser()
+    add_output_options(parser, ext_help="")
+    assert parser.parse_args([]).max_pixels == DEFAULT_MAX_PIXELS == 100_000_000
+    buffer = io.BytesIO()
+    still(buffer, 8, 8, format="GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = struct.pack("<HH", 12288, 12288)  # the logical screen: 151 M pixels, under Pillow's bomb error
+    (tmp_path / "flipped.gif").write_bytes(bytes(data))
+    still(tmp_path / "small.png", 24, 32)
+    flipped, small = tmp_path / "flipped.gif", str(tmp_path / "small.png")
+    too_large = (rf"^bad (image|label map) '{re.escape(str(flipped))}': too large \(12288x12288 pixels, limit "
+                 r"100000000\); pass max_pixels= a larger limit, or None, to read it$")
+    up = genforge.load(str(sr_model), device="cpu")
+    tr = genforge.load(str(tiny_models["tiny-cyclegan"]), device="cpu")
+    spade = genforge.load(str(tiny_models["tiny-spade"]), device="cpu")
+    vfi = genforge.load(str(random_folder(tmp_path, "interpolation", "vfinet")), device="cpu")
+    start = time.perf_counter()
+    for call in (lambda **kw: up.upscale(flipped, **kw), lambda **kw: tr.translate(flipped, **kw),
+                 lambda **kw: spade.translate(flipped, **kw), lambda **kw: vfi.interpolate(small, flipped, **kw),
+                 lambda **kw: tr.translate(np.zeros((32, 32, 3), np.uint8), style=flipped, **kw)):
+        with pytest.raises(ImageTooLargeError, match=too_large):
+            call()
+        with pytest.raises(ImageTooLargeError, match=r"too large \(12288x12288 pixels, limit 1000\)"):
+            call(max_pixels=1000)
+    assert time.perf_counter() - start < 10  # refused from the header, nothing decoded
+    with pytest.raises(ImageTooLargeError, match=r"too large \(32x24 pixels, limit 100\)"):
+        up.upscale(small, max_pixels=100)
+    assert up.upscale(small, max_pixels=None).size == (64, 48)
+    assert up.upscale(small).size == (64, 48) and tr.translate(small, max_pixels=768).size == (32, 24)
+    assert vfi.interpolate(small, small, max_pixels=None).size == (32, 24)
