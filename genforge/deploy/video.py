@@ -5,9 +5,8 @@ Frames (H x W x 3 uint8 RGB arrays) flow one at a time from `open_video` through
 (times an interpolation factor: same duration), the rotation (display-matrix metadata; pixels are not
 rotated) and every audio stream (remuxed, never re-encoded), and renames a temporary file at the end:
 an error or Ctrl-C leaves nothing at the output path. Inputs: .mp4 .mkv .mov .webm .avi, animated .gif,
-numbered-frames folders. Outputs: a video (H.264; VP9 for .webm; GIF) or, for a path with no video
-extension, a folder of numbered PNGs.
-"""
+numbered-frames folders (sizes checked from headers, within the CLI's pixel limit). Outputs: a video (H.264;
+VP9 for .webm; GIF) or, for a path with no video extension, a folder of numbered PNGs."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from genforge.data.io import IMAGE_EXTENSIONS, from_float, read_image, to_float, write_image
+from genforge.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, from_float, read_image, to_float, write_image
 from genforge.errors import BadVideoError, UserError
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".gif"}
@@ -89,7 +88,6 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 class VideoReader:
     """Decoded frames of a video file or a folder of numbered frames, one at a time (iterate once).
-
     Properties: width, height, fps (Fraction), time_base, frames (count or None), rotation (display
     degrees, counter-clockwise as PyAV's VideoFrame.rotation), has_audio, path. Opening decodes the first
     frame, so an unreadable file fails here, and a variable frame rate is noted once on stderr."""
@@ -118,6 +116,8 @@ class VideoReader:
             raise BadVideoError(f"frames in '{self.path}' differ in size: {fa.name} is {a[0]}x{a[1]}, "
                                 f"{fb.name} is {b[0]}x{b[1]}")
         (self.width, self.height), = sizes
+        if self.width * self.height > DEFAULT_MAX_PIXELS:
+            raise self._bad(f"frames of {self.width}x{self.height} exceed the pixel limit {DEFAULT_MAX_PIXELS:,}")
         self.fps = Fraction(fps) if fps else DEFAULT_FPS
         self.time_base, self.frames, self.rotation, self.has_audio = 1 / self.fps, len(self._files), 0, False
 

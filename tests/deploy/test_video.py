@@ -260,3 +260,13 @@ def test_upscale_array_path_matches_per_frame(tmp_path, sr):
     transcode(src, dst, lambda fs: map(sr.upscale_array, fs), progress=False)
     for decoded, written in zip(open_video(src), open_video(dst)):
         assert np.array_equal(sr.upscale_array(decoded), written)
+
+
+def test_frames_folder_over_the_pixel_limit_is_refused_from_headers(tmp_path, monkeypatch):
+    from genforge.data.io import write_image
+    from genforge.deploy import video
+    for k in range(2):
+        write_image(tmp_path / "big" / f"frame_{k:04d}.png", np.zeros((40, 30, 3), np.uint8))
+    monkeypatch.setattr(video, "DEFAULT_MAX_PIXELS", 40 * 30 - 1)
+    with pytest.raises(BadVideoError, match="30x40 exceed the pixel limit"):
+        video.VideoReader(tmp_path / "big")
