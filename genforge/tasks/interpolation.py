@@ -15,14 +15,13 @@ from torch import nn
 from genforge import registry
 from genforge.data.triplets import TripletBatches, holdout_triplets, read_clips, read_photos, read_triplet_folders
 from genforge.engine.callbacks import Validation
-from genforge.engine.ema import EMA
 from genforge.errors import ConfigError
 from genforge.losses import census, charbonnier
 from genforge.metrics.flow import intermediate_flows
 from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.vfinet import backward_warp
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, evaluating, make_optimizer, make_scheduler
+from genforge.tasks.base import Task, evaluating
 
 
 class InterpolationTaskConfig(Strict):
@@ -75,11 +74,7 @@ class InterpolationTask(Task):
     def __init__(self, cfg, device: torch.device):
         super().__init__(device)
         self.cfg = cfg.task
-        net = registry.model_row(cfg.model.name).build(cfg.model).to(device)
-        self.networks = {"g": net}
-        self.optimizers = {"g": make_optimizer(self.cfg.optim, net.parameters())}
-        self.schedulers = {"g": make_scheduler(self.optimizers["g"], self.cfg.optim, cfg.train.steps)}
-        self.ema = EMA(net, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        self.build_one_network(cfg)
 
     @classmethod
     def setup(cls, cfg, dist):

@@ -14,9 +14,8 @@ from torch import nn
 from genforge import registry
 from genforge.data.text import TokenBatches, as_tokens, holdout_windows, read_corpus
 from genforge.engine.callbacks import Validation
-from genforge.engine.ema import EMA
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, evaluating, make_optimizer, make_scheduler
+from genforge.tasks.base import Task, evaluating
 
 
 class TextTaskConfig(Strict):
@@ -43,11 +42,7 @@ class TextTask(Task):
     def __init__(self, cfg, device: torch.device):
         super().__init__(device)
         self.cfg = cfg.task
-        net = registry.model_row(cfg.model.name).build(cfg.model).to(device)
-        self.networks = {"g": net}
-        self.optimizers = {"g": make_optimizer(self.cfg.optim, net.parameters())}
-        self.schedulers = {"g": make_scheduler(self.optimizers["g"], self.cfg.optim, cfg.train.steps)}
-        self.ema = EMA(net, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        self.build_one_network(cfg)
 
     @classmethod
     def setup(cls, cfg, dist):
