@@ -1,4 +1,4 @@
-"""Evaluation metrics: FID/KID with pluggable feature networks, and the DigitsNet judge.
+"""Evaluation metrics: FID/KID with pluggable feature networks, precision/recall and pixel FD, and the DigitsNet judge.
 
 Names are resolved on first access (PEP 562), so ``import genforge.metrics`` stays cheap and
 ``python -m genforge.metrics.digits_net`` runs without a double-import warning. Heavy
@@ -23,6 +23,10 @@ _EXPORTS = {
     "feature_network": "fid",
     "fid_kid": "fid",
     "fid_kid_from_features": "fid",
+    "frechet_distance": "fid",
+    "generation_scores": "precision_recall",
+    "pixel_frechet_distance": "precision_recall",
+    "precision_recall": "precision_recall",
 }
 
 __all__ = sorted(_EXPORTS)

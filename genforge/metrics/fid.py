@@ -39,6 +39,7 @@ __all__ = [
     "FIDEvaluator",
     "feature_network",
     "extract_features",
+    "frechet_distance",
     "fid_kid",
     "fid_kid_from_features",
     "FEATURE_SPECS",
@@ -265,6 +266,20 @@ def extract_features(images: Tensor, features: nn.Module | str, batch_size: int 
     return torch.cat(chunks)
 
 
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two ``(N, D)`` sets (torchmetrics' FID math, float64)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    a, b = (t.detach().to("cpu", torch.float64) for t in (a, b))
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"sets must be (N, D) with the same D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    with torch.inference_mode():
+        fid = FrechetInceptionDistance(feature=_Given(a.shape[1]), reset_real_features=True)
+        fid.update(a, real=True)
+        fid.update(b, real=False)
+        return max(float(fid.compute()), 0.0)  # a squared distance: below 0 is round-off
+
+
 def fid_kid_from_features(
     real_features: Tensor,
     fake_features: Tensor,
@@ -279,7 +294,6 @@ def fid_kid_from_features(
     KID's random subsets come from a private generator seeded by ``seed`` (the
     global RNG is left as it was); ``kid_subset_size`` is capped at the smaller set.
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
     real_f = real_features.detach().to("cpu", torch.float64)
@@ -300,11 +314,6 @@ def fid_kid_from_features(
         # KID warns on every construction that it keeps all features in memory: known, small here.
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         torch.manual_seed(seed)
-        fid = FrechetInceptionDistance(feature=_Given(dim), reset_real_features=True)
-        fid.update(real_f, real=True)
-        fid.update(fake_f, real=False)
-        fid_value = float(fid.compute())
-
         kid = KernelInceptionDistance(
             feature=_Given(dim), subsets=int(kid_subsets), subset_size=subset, degree=int(kid_degree)
         )
@@ -312,8 +321,7 @@ def fid_kid_from_features(
         kid.update(fake_f, real=False)
         kid_mean, kid_std = kid.compute()
 
-    # FID is a squared distance: a value below 0 is round-off (identical sets).
-    return {"fid": max(fid_value, 0.0), "kid": float(kid_mean), "kid_std": float(kid_std)}
+    return {"fid": frechet_distance(real_f, fake_f), "kid": float(kid_mean), "kid_std": float(kid_std)}
 
 
 class FIDEvaluator:
