@@ -21,4 +21,6 @@ FAMILIES = {
     "interpolation": ("genforge.models.vfinet", "genforge.tasks.interpolation", "genforge.deploy.interpolator"),
     # text generation: CharGPT, a byte-level causal transformer, on CPython's reference text or text:PATH
     "text": ("genforge.models.chargpt", "genforge.tasks.text", "genforge.deploy.texter"),
+    # video generation: VideoGAN (content code + GRU motion codes, image and video critics) on moving digits
+    "video-generation": ("genforge.models.videogan", "genforge.tasks.videogan", "genforge.deploy.videogen"),
 }

@@ -186,9 +186,10 @@ def _convert(batch: np.ndarray, size: int, channels: int) -> torch.Tensor:
 
 def list_datasets() -> list[dict]:
     """One dict per bundled dataset (name, images, size, channels, labels, classes, splits,
-    description), then the bundled translation sets and text corpora; ``folder:PATH`` is not listed since it has
-    no fixed contents."""
+    description), then the bundled translation sets, text corpora and clip sets; ``folder:PATH`` is not listed
+    since it has no fixed contents."""
     from genforge.data.builtin_pairs import dataset_rows
+    from genforge.data.movingdigits import list_clip_sets
     from genforge.data.text import list_corpora
 
-    return [dataset.info() for dataset in DATASETS.values()] + dataset_rows() + list_corpora()
+    return [dataset.info() for dataset in DATASETS.values()] + dataset_rows() + list_corpora() + list_clip_sets()

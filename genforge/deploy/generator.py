@@ -9,13 +9,15 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from genforge import registry
 from genforge.data import load_dataset
 from genforge.data.grid import save_grid, to_grid, to_uint8
 from genforge.data.io import encode_image, write_image
 from genforge.deploy.files import add_runtime_options
-from genforge.deploy.infer import InferenceWrapper, OnnxSignature
+from genforge.deploy.infer import InferenceWrapper, OnnxSignature, family_of_source, open_model
 from genforge.errors import UserError
 from genforge.metrics.digits_net import class_histogram, load_digits_net, predict_logits, requested_label_fraction
+from genforge.metrics.precision_recall import FEATURE_METRICS, GENERATION_METRICS, generation_scores, native_size
 from genforge.models.sampling import generate, interpolation_latents
 from genforge.registry import register_wrapper
 
@@ -38,8 +40,8 @@ class Generation(InferenceWrapper):
 
     noun = "generator"
     hint = " (use genforge upscale for super-resolution)"
-    metrics = ("fid", "kid", "coverage", "accuracy")
-    default_metrics = ("fid", "kid")
+    metrics = (*GENERATION_METRICS, "coverage", "accuracy")
+    default_metrics = GENERATION_METRICS  # precision/recall and pixel FD catch blur and contrast FID misses
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
         super().__init__(name_or_path, device, opened=opened)
@@ -117,25 +119,21 @@ class Generation(InferenceWrapper):
                  **_) -> dict:
         cfg = self.source.config
         result: dict = {"n": n, "seed": seed}
-        if "fid" in metrics or "kid" in metrics:
-            from genforge.metrics.fid import feature_network, fid_kid
+        wanted = [m for m in metrics if m in GENERATION_METRICS]
+        net = None
+        if set(FEATURE_METRICS) & set(wanted):
+            from genforge.metrics.fid import feature_network
             spec = ("digits" if cfg["data"]["dataset"] == "digits" else None) if features == "auto" else features
             if spec is None:
                 raise UserError("no feature network for this dataset: pass --features torchscript:PATH "
                                 "or inception:WEIGHTS")
-            real = _real_images(cfg)
             net = feature_network(spec, "cpu")
-            scores = fid_kid(real, self.generate(n, seed=seed), net)
-            perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
-            half = len(real) // 2
-            reference = fid_kid(real[perm[:half]], real[perm[half:2 * half]], net)
             result["features"] = spec
-            for m in ("fid", "kid"):
-                if m in metrics:
-                    result[m] = scores[m]
-                    result[f"{m}_real_halves"] = reference[m]
-            if "kid" in metrics:
-                result["kid_std"] = scores["kid_std"]
+        if wanted:
+            real = _real_images(cfg)
+            size = native_size(cfg["data"]["dataset"], cfg["data"].get("split", "train"), real.shape[-1])
+            result.update(generation_scores(real, self.generate(n, seed=seed), wanted, features=net, size=size,
+                                            seed=seed))
         classifier = _classifier(cfg) if {"coverage", "accuracy"} & set(metrics) else None
         if "coverage" in metrics:
             frac = class_histogram(predict_logits(classifier, self.generate(n, seed=seed + 1)))
@@ -154,10 +152,11 @@ class Generation(InferenceWrapper):
 
     @classmethod
     def add_commands(cls, sub) -> None:
-        s = sub.add_parser("sample", help="draw samples from a generator")
+        s = sub.add_parser("sample", help="draw samples from a generator (images, or clips from a video generator)")
         s.add_argument("model", help="shipped model name, model folder, run directory or .onnx file")
         s.add_argument("-n", type=int, default=64, help="number of samples")
-        s.add_argument("-o", "--output", required=True, help="grid PNG, or a folder ending in / for one PNG per sample")
+        s.add_argument("-o", "--output", required=True, help="grid PNG (video generators: .gif or .mp4), or a "
+                                                             "folder ending in / for one file per sample")
         s.add_argument("--label", type=int, help="class label (conditional models)")
         s.add_argument("--interpolate", type=int, metavar="STEPS",
                        help="latent interpolation rows with STEPS images each")
@@ -186,7 +185,12 @@ def _classifier(cfg: dict):
 def cmd_sample(args) -> int:
     if args.n < 1 or args.n > 100_000:
         raise UserError("-n must be between 1 and 100000")
-    gen = Generation.from_options(args.model, args)
+    opened = open_model(args.model, args.device, provider=args.provider)
+    sampler = getattr(registry.wrapper_row(family_of_source(opened[0])).wrapper, "sample_command", None)
+    if sampler is not None:  # another family's generators (video generation: clips) answer the same command
+        return sampler(args, opened)
+    # from_options opens the model itself when --provider is given (an .onnx file opened again)
+    gen = Generation.from_options(args.model, args, opened=None if args.provider else opened)
     out = Path(args.output)
     if args.interpolate:
         if args.interpolate < 2:

@@ -1,0 +1,313 @@
+"""The video-generation family's inference wrapper: a generator (z_content, z_motion [, label]) -> clips
+(B, T, C, H, W) in [-1, 1], its ONNX signature, `genforge sample` for it (a grid of clips as an
+animated GIF or a video, or one GIF per clip), POST /v1/generate-video (an animated GIF grid) and
+`genforge eval`:
+
+    fid, kid   per frame, in the digits features (or --features), against the fixed real holdout
+               clips' frames; beside them the same between two halves of the real clips
+    identity   the share of clips whose every frame the shipped digits classifier puts in one class
+               (one-digit movingdigits models), beside the same for the real holdout clips, and the
+               mean share of a clip's frames in its most common class
+    accuracy   conditional models: the share of frames classified as the requested digit
+
+The classifier and the features see a digit_size window centred on each frame's centre of mass,
+the digit itself, as the classifier was trained on whole digits (FID also gets the whole frame:
+fid_crops and fid differ). GIFs are written with Pillow (an exact grey palette; FFmpeg's GIF encoder
+quantises grey to its rgb8 palette); other video files with deploy/video.py's writer (H.264, VP9).
+A video Frechet distance on a trained 3D-conv feature network is not part of this (yet)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from genforge.deploy.infer import InferenceWrapper, OnnxSignature
+from genforge.errors import UserError
+from genforge.models.videogan import generate_clips
+from genforge.registry import register_wrapper
+
+MAX_CLIPS = 64  # per service request
+MAX_SAMPLE_CLIPS = 4096  # per `genforge sample`
+MAX_GENERATE = 100_000  # per call (genforge eval -n)
+MAX_FRAMES = 256
+DEFAULT_FPS = 8.0
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi")
+
+
+class VideoRequest(BaseModel):
+    model: str = Field(description="name of a loaded video-generation model (see /v1/models)")
+    n: int = Field(8, ge=1, le=MAX_CLIPS, description="number of clips in the grid")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="random seed; the same seed gives the same clips")
+    label: int | None = Field(None, description="which digit moves, for class-conditional models only")
+    nrow: int = Field(4, ge=1, le=MAX_CLIPS, description="clips per grid row")
+    frames: int | None = Field(None, ge=2, le=MAX_FRAMES, description="frames per clip (default: the model's)")
+    fps: float = Field(DEFAULT_FPS, ge=1.0, le=50.0, description="frames per second of the GIF")
+
+    model_config = {"extra": "forbid"}
+
+
+# --- clips -> pictures ----------------------------------------------------------------------------
+def grid_frames(clips: torch.Tensor, nrow: int) -> list[np.ndarray]:
+    """Clips (N, T, C, H, W) in [-1, 1] -> T grid frames, H' x W' x C uint8 (clips side by side)."""
+    from genforge.data.grid import to_grid, to_uint8
+    return [to_uint8(to_grid(clips[:, t], nrow=nrow)) for t in range(clips.shape[1])]
+
+
+def encode_gif(frames: list[np.ndarray], fps: float) -> bytes:
+    """An animated GIF that loops, from H x W x 1|3 uint8 frames."""
+    from PIL import Image
+    images = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                   duration=max(20, round(1000 / fps)), optimize=False)
+    return buffer.getvalue()
+
+
+def check_target(path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in (".gif", *VIDEO_SUFFIXES):
+        raise UserError(f"-o {path}: give an animated .gif or a video file ({', '.join(VIDEO_SUFFIXES)}) for "
+                        "clips, or a folder ending in / for one GIF per clip")
+    return path
+
+
+def write_clips(path, clips: torch.Tensor, *, nrow: int = 8, fps: float = DEFAULT_FPS) -> Path:
+    """A grid of clips as an animated .gif or a video file (.mp4, .webm, ...); whole or not at all."""
+    path = check_target(path)
+    frames = grid_frames(clips, nrow)
+    if path.suffix.lower() == ".gif":
+        tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.partial")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(encode_gif(frames, fps))
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"cannot write '{path}': {err.strerror or err}") from None
+        return path
+    from fractions import Fraction
+
+    from genforge.deploy.video import VideoWriter
+    h, w = frames[0].shape[:2]
+    with VideoWriter(path, Fraction(fps).limit_denominator(1001), w, h, progress=False) as writer:
+        for f in frames:
+            writer.write(np.ascontiguousarray(np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f))
+    return path
+
+
+# --- the digits judges ------------------------------------------------------------------------------
+def centred_crops(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) frames in [-1, 1] -> (N, C, size, size): the window centred on each frame's centre of
+    brightness (clamped to the frame), where the digit is."""
+    n, c, h, w = frames.shape
+    if size >= min(h, w):
+        return frames
+    weight = (frames.mean(1) + 1).clamp_(min=0) + 1e-6  # (N, H, W): brightness, never all zero
+    total = weight.sum((1, 2))
+    cy = (weight.sum(2) * torch.arange(h)).sum(1) / total
+    cx = (weight.sum(1) * torch.arange(w)).sum(1) / total
+    top = (cy - (size - 1) / 2).round().long().clamp_(0, h - size)
+    left = (cx - (size - 1) / 2).round().long().clamp_(0, w - size)
+    rows = (top[:, None] + torch.arange(size))[:, None, :, None]
+    cols = (left[:, None] + torch.arange(size))[:, None, None, :]
+    return frames[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+
+
+def identity_scores(predicted: torch.Tensor) -> tuple[float, float]:
+    """Predicted classes (clips, T) -> (share of clips whose frames all share one class, mean share of
+    a clip's frames in its most common class)."""
+    same = (predicted == predicted[:, :1]).all(1).float().mean()
+    majority = torch.stack([torch.bincount(row, minlength=10).max() for row in predicted]).float()
+    return float(same), float((majority / predicted.shape[1]).mean())
+
+
+@register_wrapper("video-generation")
+class VideoGeneration(InferenceWrapper):
+    """A video generator: (z_content, z_motion [, label]) -> clips in [-1, 1]."""
+
+    noun = "video generator"
+    hint = " (genforge sample takes both image and video generators)"
+    metrics = ("fid", "kid", "identity", "accuracy")
+    default_metrics = ("fid", "kid", "identity")
+
+    def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
+        super().__init__(name_or_path, device, opened=opened)
+        self.num_classes = int(self.module.num_classes or 0)
+        self.frames = int(self.module.frames)
+
+    def describe(self) -> dict:
+        m = self.source.config["model"]
+        return {**super().describe(), "frames": self.frames, "num_classes": self.num_classes,
+                "image_size": int(m["image_size"]), "channels": int(m["channels"]),
+                "content_dim": int(m["content_dim"]), "noise_dim": int(m["noise_dim"])}
+
+    def check_label(self, label: int | None) -> None:
+        if label is None:
+            return
+        if not self.num_classes:
+            raise UserError(f"model {self.source.name!r} is not class-conditional: --label does not apply")
+        if not 0 <= label < self.num_classes:
+            raise UserError(f"--label {label} is out of range: model {self.source.name!r} has classes "
+                            f"0..{self.num_classes - 1}")
+
+    def generate(self, n: int, *, label: int | None = None, seed: int = 0, frames: int | None = None) -> torch.Tensor:
+        """n clips (n, T, C, H, W) in [-1, 1] on the CPU; T: `frames` or the model's own."""
+        if not 1 <= n <= MAX_GENERATE:
+            raise UserError(f"-n {n}: must be between 1 and {MAX_GENERATE} clips")
+        if frames is not None and not 2 <= frames <= MAX_FRAMES:
+            raise UserError(f"--frames {frames}: must be between 2 and {MAX_FRAMES}")
+        self.check_label(label)
+        labels = None if label is None else torch.full((n,), label, dtype=torch.long)
+        return generate_clips(self.module, n, labels=labels, seed=seed, frames=frames)
+
+    def save(self, clips: torch.Tensor, path, nrow: int = 8, fps: float = DEFAULT_FPS) -> Path:
+        return write_clips(path, clips, nrow=nrow, fps=fps)
+
+    @classmethod
+    def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
+        """(z_content, z_motion [, labels]) -> clips; batch and frames are dynamic."""
+        num_classes, frames = int(module.num_classes or 0), int(module.frames)
+        c, s = int(module.channels), int(module.image_size)
+
+        def inputs(n, t):
+            z = (torch.randn(n, module.content_dim, generator=gen), torch.randn(n, t, module.noise_dim, generator=gen))
+            return (*z, torch.randint(0, num_classes, (n,), generator=gen)) if num_classes else z
+        names = ["z_content", "z_motion", "labels"][:3 if num_classes else 2]
+        axes = {"z_content": {0: "batch"}, "z_motion": {0: "batch", 1: "frames"}, "labels": {0: "batch"},
+                "clips": {0: "batch", 1: "frames"}}
+        return OnnxSignature(
+            inputs=inputs(2, frames), input_names=names, output_name="clips",
+            dynamic_axes={k: v for k, v in axes.items() if k in names or k == "clips"},
+            checks={"random": inputs(3, frames), "random_longer": inputs(2, frames + 3)},
+            meta={"channels": c, "image_size": s, "frames": frames, "num_classes": num_classes,
+                  "content_dim": int(module.content_dim), "noise_dim": int(module.noise_dim)},
+            integer_inputs=("labels",),
+            output_shape=lambda z_content, z_motion, *_: (len(z_content), z_motion.shape[1], c, s, s))
+
+    @classmethod
+    def add_routes(cls, app, service) -> None:
+        @app.post("/v1/generate-video", summary="an animated GIF grid of clips from a video-generation model",
+                  responses={200: {"content": {"image/gif": {}}, "description": "animated GIF"}},
+                  response_class=Response)
+        async def generate_video(req: VideoRequest):
+            video = service.model_for(req.model, cls)
+            try:
+                video.check_label(req.label)
+            except UserError as err:
+                raise HTTPException(422, str(err).replace("--label", "label")) from None
+
+            def work():
+                clips = video.generate(req.n, label=req.label, seed=req.seed, frames=req.frames)
+                return encode_gif(grid_frames(clips, req.nrow), req.fps)
+
+            return Response(await service.run(work), media_type="image/gif",
+                            headers={"Content-Disposition": 'inline; filename="clips.gif"'})
+
+    @classmethod
+    def add_commands(cls, sub) -> None:
+        """`genforge sample` is the generation family's command, which hands video models to
+        sample_command; its options for clips are added here."""
+        sample = sub.choices.get("sample")
+        if sample is not None:
+            sample.add_argument("--fps", type=float, default=DEFAULT_FPS, help="video generators: frames per "
+                                "second of the GIF or video")
+            sample.add_argument("--frames", type=int, help="video generators: frames per clip (default: the "
+                                "model's)")
+
+    @classmethod
+    def sample_command(cls, args, opened) -> int:
+        """`genforge sample` for a video generator: -o a .gif or video file for a grid of clips (--nrow a
+        row), or a folder ending in / for one GIF per clip."""
+        if args.interpolate:
+            raise UserError("--interpolate applies to image generators, not to video generators")
+        if args.n > MAX_SAMPLE_CLIPS:
+            raise UserError(f"-n {args.n}: a video generator writes at most {MAX_SAMPLE_CLIPS} clips at once")
+        fps = getattr(args, "fps", DEFAULT_FPS)
+        if not 0.1 <= fps <= 120:
+            raise UserError(f"--fps {fps}: must be between 0.1 and 120")
+        if args.nrow < 1:
+            raise UserError("--nrow must be at least 1")
+        video = cls(args.model, opened=opened)
+        if args.half:
+            video.use_half()
+        out = Path(args.output)
+        folder = args.output.endswith(("/", "\\")) or out.is_dir()
+        if not folder:
+            check_target(out)  # before any work
+        clips = video.generate(args.n, label=args.label, seed=args.seed, frames=getattr(args, "frames", None))
+        if folder:
+            for i, clip in enumerate(clips):
+                write_clips(out / f"clip_{i:05d}.gif", clip[None], nrow=1, fps=fps)
+            print(f"wrote {len(clips)} clips to {out}/")
+        else:
+            write_clips(out, clips, nrow=args.nrow, fps=fps)
+            print(f"wrote {out} ({len(clips)} clips of {clips.shape[1]} frames)")
+        return 0
+
+    # --- genforge eval ------------------------------------------------------------------------
+    def _one_digit(self) -> bool:
+        cfg = self.source.config
+        return cfg["data"]["dataset"] == "movingdigits" and int(cfg["task"].get("digits", 1)) == 1
+
+    def evaluate(self, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0, **_) -> dict:
+        from genforge.data.movingdigits import reference_clips
+        cfg = self.source.config
+        if not 2 <= n <= MAX_GENERATE:
+            raise UserError(f"-n {n}: must be between 2 and {MAX_GENERATE} clips")
+        if ("identity" in metrics or "accuracy" in metrics) and not self._one_digit():
+            raise UserError("identity and accuracy need the digits classifier: only for models trained on one-digit "
+                            "movingdigits clips (choose --metrics fid,kid)")
+        if "accuracy" in metrics and not self.num_classes:
+            raise UserError("accuracy needs a class-conditional model")
+        real = reference_clips(cfg)
+        fake = self.generate(n, seed=seed)
+        size = int(cfg["task"].get("digit_size", 16))
+        result: dict = {"n": n, "seed": seed, "frames": self.frames, "real_clips": len(real)}
+        if "fid" in metrics or "kid" in metrics:
+            from genforge.metrics.fid import extract_features, feature_network, fid_kid_from_features
+            spec = ("digits" if cfg["data"]["dataset"] == "movingdigits" else None) if features == "auto" else features
+            if spec is None:
+                raise UserError("no feature network for this dataset: pass --features torchscript:PATH or "
+                                "inception:WEIGHTS")
+            net = feature_network(spec, "cpu")
+            result["features"] = spec
+            half = len(real) // 2 * real.shape[1]  # frames of half the real clips
+            for suffix, transform in (("", lambda x: x), ("_crops", lambda x: centred_crops(x, size))):
+                if suffix and not self._one_digit():
+                    continue
+                real_f = extract_features(transform(real.flatten(0, 1)), net)
+                fake_f = extract_features(transform(fake.flatten(0, 1)), net)
+                # KID on subsets of the generated set's size in both comparisons: one estimator
+                subset = min(1000, len(fake_f))
+                scores = fid_kid_from_features(real_f, fake_f, kid_subset_size=subset, seed=seed)
+                reference = fid_kid_from_features(real_f[:half], real_f[half:2 * half], kid_subset_size=subset,
+                                                  seed=seed)
+                for m in ("fid", "kid"):
+                    if m in metrics:
+                        result[f"{m}{suffix}"] = scores[m]
+                        result[f"{m}{suffix}_real_halves"] = reference[m]
+        if "identity" in metrics or "accuracy" in metrics:
+            from genforge.metrics.digits_net import load_digits_net, predict_logits
+            classifier = load_digits_net()
+
+            def classes(clips: torch.Tensor) -> torch.Tensor:
+                logits = predict_logits(classifier, centred_crops(clips.flatten(0, 1), size))
+                return logits.argmax(1).view(len(clips), -1)
+            if "identity" in metrics:
+                result["identity"], result["identity_frames"] = identity_scores(classes(fake))
+                result["identity_real"], result["identity_frames_real"] = identity_scores(classes(real))
+            if "accuracy" in metrics:
+                per_label = {}
+                for label in range(self.num_classes):
+                    clips = self.generate(max(1, n // self.num_classes), label=label, seed=seed + 1 + label)
+                    per_label[str(label)] = float((classes(clips) == label).float().mean())
+                result["accuracy"] = sum(per_label.values()) / self.num_classes
+                result["accuracy_per_label"] = per_label
+        return result

@@ -1,0 +1,174 @@
+"""VideoGAN: this project's video GAN in the spirit of MoCoGAN (Tulyakov et al. 2018), written here.
+
+    z_content (B, content_dim)        one code per clip: what moves (the digit, its style)
+    z_motion  (B, T, noise_dim)       per-frame noise -> GRU -> motion codes (B, T, motion_dim): how
+    [content | motion_t] per frame -> a DCGAN frame generator (models/dcgan.py) -> (B, T, C, H, W)
+
+Two critics judge the result: an image discriminator on single frames (dcgan.Discriminator: is
+each frame a plausible digit?) and a video discriminator of 3D convolutions on whole clips (is the
+motion plausible: constant velocity, bounces, one identity throughout?). Class conditioning (which
+digit moves) embeds the label in the frame generator and adds projection terms to both critics
+(Miyato & Koyama 2018). The GRU runs over any number of frames, so a trained model can draw clips
+longer than it was trained on (the exported ONNX graph has a dynamic frames axis too).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from genforge.models.dcgan import Activation, ConvNetConfig, Discriminator, Generator, Norm
+from genforge.nn import activation, apply_spectral
+from genforge.registry import register_model
+
+
+class VideoGANConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["videogan"] = "videogan"
+    image_size: int = Field(32, description="Side of the square frames, a power of two >= 8 (the canvas).")
+    channels: int = Field(1, ge=1, le=4, description="Frame channels: 1 grey, 3 RGB.")
+    frames: int = Field(16, ge=2, le=128, description="Frames per training clip (and per sample by default).")
+    content_dim: int = Field(48, ge=1, le=4096, description="Size of the content code, fixed for a clip.")
+    motion_dim: int = Field(16, ge=1, le=1024, description="Size of the per-frame motion code (the GRU's state).")
+    noise_dim: int = Field(8, ge=1, le=1024, description="Size of the per-frame noise the GRU reads (z_motion).")
+    width: int = Field(32, ge=4, le=1024, description="Frame generator channels at full resolution; doubled per "
+                       "halving.")
+    d_width: int | None = Field(None, ge=4, le=1024, description="The image discriminator's width (default: width).")
+    video_width: int | None = Field(None, ge=4, le=1024, description="The video discriminator's width (default: "
+                                    "d_width).")
+    max_width: int = Field(256, ge=4, description="Cap on channels at low resolution.")
+    g_activation: Activation = "relu"
+    d_activation: Activation = "leaky_relu"
+    g_norm: Norm = "batch"
+    d_norm: Norm = Field("spectral", description="Both discriminators' normalisation.")
+    num_classes: int = Field(0, ge=0, description="> 0: class-conditional (the label says which digit moves).")
+
+    @field_validator("image_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v < 8 or v > 256 or v & (v - 1):
+            raise ValueError("must be a power of two between 8 and 256")
+        return v
+
+    def frame_config(self) -> ConvNetConfig:
+        """The DCGAN shape of the frame generator and the image discriminator."""
+        return ConvNetConfig(image_size=self.image_size, channels=self.channels,
+                             latent_dim=self.content_dim + self.motion_dim, width=self.width, d_width=self.d_width,
+                             max_width=self.max_width, g_activation=self.g_activation, d_activation=self.d_activation,
+                             g_norm=self.g_norm, d_norm=self.d_norm, num_classes=self.num_classes)
+
+
+def norm3d(name: str, channels: int) -> nn.Module:
+    if name == "batch":
+        return nn.BatchNorm3d(channels)
+    if name == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    return nn.Identity()  # spectral (on the convolution) or none
+
+
+@register_model("videogan", VideoGANConfig, tiny={"width": 8, "content_dim": 8, "motion_dim": 4, "noise_dim": 4,
+                                                   "frames": 4, "image_size": 16})
+class VideoGenerator(nn.Module):
+    """(z_content (B, content_dim), z_motion (B, T, noise_dim) [, labels (B,)]) -> clips (B, T, C, H, W)
+    in [-1, 1]."""
+
+    def __init__(self, cfg: VideoGANConfig):
+        super().__init__()
+        self.content_dim, self.noise_dim, self.motion_dim = cfg.content_dim, cfg.noise_dim, cfg.motion_dim
+        self.frames, self.num_classes = cfg.frames, cfg.num_classes
+        self.image_size, self.channels = cfg.image_size, cfg.channels
+        self.motion = nn.GRU(cfg.noise_dim, cfg.motion_dim, batch_first=True)
+        self.frame = Generator(cfg.frame_config())
+
+    def motion_codes(self, z_motion: torch.Tensor) -> torch.Tensor:
+        return self.motion(z_motion)[0]  # (B, T, motion_dim), from a zero state
+
+    def forward(self, z_content: torch.Tensor, z_motion: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes and labels is None:
+            raise ValueError("this generator is class-conditional: pass labels")
+        motion = self.motion_codes(z_motion)
+        b, t = motion.shape[:2]
+        codes = torch.cat([z_content[:, None].expand(-1, t, -1), motion], dim=2).flatten(0, 1)
+        extra = (labels[:, None].expand(-1, t).reshape(-1),) if self.num_classes else ()
+        frames = self.frame(codes, *extra)
+        return frames.unflatten(0, (b, t))
+
+
+def image_discriminator(cfg: VideoGANConfig) -> Discriminator:
+    """Single frames (N, C, H, W) -> one score each: the DCGAN discriminator at the frame shape."""
+    return Discriminator(cfg.frame_config())
+
+
+class VideoDiscriminator(nn.Module):
+    """Clips (B, T, C, H, W) -> one score per clip. Strided 3D convolutions (3 frames x 4 x 4 pixels)
+    halve the frame side from the first layer on down to 4x4, and the time axis while it is longer
+    than 2 (none at full resolution: a clip is 16 times a frame's work); the features are averaged
+    over time and kept per position (where a digit is matters: the bounces happen at the walls)."""
+
+    def __init__(self, cfg: VideoGANConfig):
+        super().__init__()
+        width = cfg.video_width or cfg.d_width or cfg.width
+        levels = int(math.log2(cfg.image_size)) - 2
+        widths = [min(width * 2 ** i, cfg.max_width) for i in range(levels)]
+        norm, act = cfg.d_norm, cfg.d_activation
+        layers, t = [], cfg.frames
+        for i, (cin, cout) in enumerate(zip([cfg.channels, *widths[:-1]], widths)):
+            stride = 2 if t > 2 and i > 0 else 1
+            t = -(-t // stride)
+            normed = i > 0 and norm in ("batch", "instance")  # no norm on the input layer, as in DCGAN
+            conv = nn.Conv3d(cin, cout, (3, 4, 4), (stride, 2, 2), (1, 1, 1), bias=not normed)
+            layers += [apply_spectral(conv, norm), norm3d(norm, cout) if normed else nn.Identity(), activation(act)]
+        self.body = nn.Sequential(*layers)
+        self.num_features = widths[-1] * 16
+        self.head = apply_spectral(nn.Linear(self.num_features, 1), norm)
+        self.embed = (apply_spectral(nn.Embedding(cfg.num_classes, self.num_features), norm)
+                      if cfg.num_classes else None)
+
+    def features(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.body(clips.transpose(1, 2)).mean(2).flatten(1)  # (B, C, T, H, W) for Conv3d
+
+    def forward(self, clips: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(clips)
+        out = self.head(h).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this discriminator is class-conditional: pass labels")
+            out = out + (self.embed(labels) * h).sum(1)
+        return out
+
+
+def sample_codes(net, n: int, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z_content (n, content_dim), z_motion (n, frames, noise_dim)), standard normal, from `generator`
+    (CPU): what the exported network takes."""
+    z_content = torch.randn(n, int(net.content_dim), generator=generator)
+    return z_content, torch.randn(n, frames, int(net.noise_dim), generator=generator)
+
+
+@torch.inference_mode()
+def generate_clips(net, n: int, *, labels: torch.Tensor | None = None, seed: int = 0, frames: int | None = None,
+                   batch_size: int = 64) -> torch.Tensor:
+    """n clips (n, T, C, H, W) in [-1, 1] on the CPU from a private RNG (the training stream is left
+    alone); random labels for a conditional network when none are given. `net` is a VideoGenerator
+    or an ONNX runner of one."""
+    device = next(net.parameters()).device
+    rng = torch.Generator().manual_seed(seed)
+    frames = int(frames or net.frames)
+    z_content, z_motion = sample_codes(net, n, frames, rng)
+    num_classes = int(net.num_classes or 0)
+    if num_classes and labels is None:
+        labels = torch.randint(0, num_classes, (n,), generator=rng)
+    was_training = net.training
+    net.eval()
+    out = []
+    for i in range(0, n, batch_size):
+        extra = (labels[i:i + batch_size].to(device),) if num_classes else ()
+        out.append(net(z_content[i:i + batch_size].to(device), z_motion[i:i + batch_size].to(device), *extra).cpu())
+    net.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, frames, int(net.channels), int(net.image_size),
+                                                  int(net.image_size))
