@@ -188,7 +188,8 @@ def main() -> None:
     rows = []
     if args.fsrcnn is not None:
         fsrcnn = nets["FSRCNN (side by side)"]
-        rows.append({"name": "FSRCNN (side by side)", "colour": "Y", "params": sum(q.numel() for q in fsrcnn.parameters()),
+        rows.append({"name": "FSRCNN (side by side)", "colour": "Y",
+                     "params": sum(q.numel() for q in fsrcnn.parameters()),
                      "speed": fast["FSRCNN (side by side)"]})
         notes.append("FSRCNN (side by side): the network of github.com/yjn870/FSRCNN-pytorch (d=56, s=12, m=4) run in "
                      "this process for speed; its weights sit on Dropbox, unreachable here, so its scores are the "
@@ -208,7 +209,8 @@ def main() -> None:
     lines = table(rows, args.scale, notes)
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"superres_x{args.scale}.md").write_text(f"# Super-resolution x{args.scale}\n\n" + "\n".join(lines) + "\n")
+    title = f"# Super-resolution x{args.scale}\n\n"
+    (results / f"superres_x{args.scale}.md").write_text(title + "\n".join(lines) + "\n")
     (results / f"superres_x{args.scale}.json").write_text(json.dumps(rows, indent=2))
     comparison_image(models, args.scale, results / f"superres_x{args.scale}_comic.png")
     print("\n".join(lines))

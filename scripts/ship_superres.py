@@ -18,8 +18,9 @@ from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_sourc
 from genforge.engine.logging import cpu_time_text  # noqa: E402
 from genforge.deploy.upscaler import evaluate_sr  # noqa: E402
 
-SETS = {"Set5": ROOT.parent / "shared" / "benchmarks" / "Set5", "Set14": ROOT.parent / "shared" / "benchmarks" / "Set14",
-        "BSD100": ROOT.parent / "shared" / "datasets" / "BSDS500" / "data" / "images" / "val"}
+SHARED = ROOT.parent / "shared"
+SETS = {"Set5": SHARED / "benchmarks" / "Set5", "Set14": SHARED / "benchmarks" / "Set14",
+        "BSD100": SHARED / "datasets" / "BSDS500" / "data" / "images" / "val"}
 # Set5 Y-PSNR targets of the BSDS500 issue: VDSR's level for ISRNet, 37.5 dB for the fast model
 TARGETS = {("isrnet", 2): 37.6, ("isrnet", 4): 31.2, ("repsr", 2): 37.5}
 BSDS = ("BSDS500 train + test (400 photos; P. Arbelaez, M. Maire, C. Fowlkes and J. Malik, \"Contour Detection and "
@@ -61,7 +62,8 @@ def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) ->
     colour = ("RGB" if m["channels"] == 3 else
               "luma: the network upscales Y (BT.601) and chroma is upscaled bicubically, as SRCNN/FSRCNN do")
     lines = [f"# {name}", "",
-             f"{NETWORKS[m['name']](m)}, x{scale} ({'adversarially fine-tuned' if t['stage'] == 'gan' else 'pixel loss'}), "
+             f"{NETWORKS[m['name']](m)}, x{scale} "
+             f"({'adversarially fine-tuned' if t['stage'] == 'gan' else 'pixel loss'}), "
              f"{colour}. `genforge upscale {name} photo.jpg -o out/`", "",
              "| | |", "|---|---|",
              f"| data | {data_text(cfg)}, random {t['patch_size']}px HR patches at scales "

@@ -41,9 +41,9 @@ def card(name: str, run: Path, scores: dict, speeds: dict, text: str) -> str:
     params = sum(v.numel() for v in read_source(str(run)).state.values()) - m["block_size"] * m["width"]
     best = scores["baseline_best_ngram"]
     lines = [f"# {name}", "",
-             f"CharGPT: a byte-level causal transformer ({m['layers']} pre-norm blocks, width {m['width']}, {m['heads']} "
-             f"heads, context {m['block_size']} bytes, tied head; {params / 1e6:.2f} M parameters without the position "
-             "table). `genforge generate-text " + name + " --prompt \"A class definition\" --tokens 400 --temperature "
+             f"CharGPT: a byte-level causal transformer ({m['layers']} pre-norm blocks, width {m['width']}, "
+             f"{m['heads']} heads, context {m['block_size']} bytes, tied head; {params / 1e6:.2f} M parameters "
+             "without the position table). `genforge generate-text " + name + " --prompt \"A class definition\" --tokens 400 --temperature "
              "0.8 --top-k 40`", "",
              "| | |", "|---|---|",
              "| data | CPython's reference text (`pydoc_data.topics`, Python " + sys.version.split()[0] + "); holdout "

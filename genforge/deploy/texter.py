@@ -70,7 +70,8 @@ class TextGenerator(InferenceWrapper):
             out = self.module.generate(start, tokens, **options)
         else:  # an .onnx file: ONNX Runtime gives logits, the sampling loop is ours
             from genforge.models.chargpt import generate_uncached
-            out = generate_uncached(self.module, start, tokens, int(self.source.config["model"]["block_size"]), **options)
+            block = int(self.source.config["model"]["block_size"])
+            out = generate_uncached(self.module, start, tokens, block, **options)
         return bytes(out[0, start.shape[1]:].tolist())
 
     @classmethod

@@ -184,8 +184,9 @@ class Upscaler(InferenceWrapper):
 
         s = sub.add_parser("eval-sr", help="PSNR/SSIM on a benchmark set with the published protocol")
         s.add_argument("model", help="model name, folder, run directory, or 'bicubic'")
-        s.add_argument("--benchmark", required=True, help="folder with HR/ and LR_bicubic/X{s}/ (e.g. Set5), or of HR images "
-                       "only, LR made by MATLAB-style bicubic (BSD100: BSDS500/data/images/val)")
+        s.add_argument("--benchmark", required=True,
+                       help="folder with HR/ and LR_bicubic/X{s}/ (e.g. Set5), or of HR images only, LR made by "
+                            "MATLAB-style bicubic (BSD100: BSDS500/data/images/val)")
         s.add_argument("--scale", type=int, required=True)
         s.add_argument("--mode", choices=("y", "rgb"), default="y", help="Y of BT.601 (papers) or RGB")
         s.add_argument("--self-ensemble", action="store_true", help="average the 8 flipped/rotated outputs")

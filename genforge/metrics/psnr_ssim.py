@@ -12,7 +12,8 @@ here is explicit and tested against the published bicubic row.
 every channel, mean over a batch), not the protocol.
 
 ``load_benchmark`` reads a set laid out as ``<set>/HR/<name>.png`` +
-``<set>/LR_bicubic/X{s}/<name>x{s}.png``, or a folder of HR images alone (BSD100); ``upscale_bicubic`` is the baseline "model".
+``<set>/LR_bicubic/X{s}/<name>x{s}.png``, or a folder of HR images alone (BSD100);
+``upscale_bicubic`` is the baseline "model".
 """
 
 from __future__ import annotations

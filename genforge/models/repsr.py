@@ -2,10 +2,11 @@
 
 A plain stack of 3x3 convolutions at the low resolution, a pixel shuffle and a bicubic upscale of
 the input added back (the global residual of VDSR: the network learns only the missing detail and
-starts as bicubic; a nearest-neighbour base, ECBSR's, starts 2.6 dB lower on BSD100 crops). Each 3x3 convolution trains as a multi-branch block (nn/reparam.py: 3x3, 1x1,
-1x1 -> 3x3, edge filters, identity) and is folded into one convolution for inference, so a
-deployed RepSR is exactly ``blocks + 2`` convolutions and PReLUs: the cost of FSRCNN-sized nets
-with more capacity during training (the ECBSR idea of Zhang et al. 2021, written here for genforge).
+starts as bicubic; a nearest-neighbour base, ECBSR's, started 2.6 dB lower on BSD100 crops). Each
+3x3 convolution trains as a multi-branch block (nn/reparam.py: 3x3, 1x1, 1x1 -> 3x3, edge filters,
+identity) and is folded into one convolution for inference, so a deployed RepSR is exactly
+``blocks + 2`` convolutions and PReLUs: the cost of an FSRCNN-sized net with more capacity during
+training (the ECBSR idea of Zhang et al. 2021, written here for genforge).
 
     lr -> RepConv(1, C) -> PReLU -> [RepConv(C, C) -> PReLU] x blocks -> RepConv(C, s*s) -> shuffle
     lr -> bicubic x scale -----------------------------------------------------------------> + -> sr
