@@ -43,8 +43,8 @@ def card(name: str, run: Path, scores: dict, speeds: dict, text: str) -> str:
     lines = [f"# {name}", "",
              f"CharGPT: a byte-level causal transformer ({m['layers']} pre-norm blocks, width {m['width']}, "
              f"{m['heads']} heads, context {m['block_size']} bytes, tied head; {params / 1e6:.2f} M parameters "
-             "without the position table). `genforge generate-text " + name + " --prompt \"A class definition\" --tokens 400 --temperature "
-             "0.8 --top-k 40`", "",
+             f"without the position table). `genforge generate-text {name} --prompt \"{PROMPT}\" --tokens 400 "
+             "--temperature 0.8 --top-k 40`", "",
              "| | |", "|---|---|",
              "| data | CPython's reference text (`pydoc_data.topics`, Python " + sys.version.split()[0] + "); holdout "
              "= every tenth topic by sorted name, training paragraphs that repeat a holdout paragraph dropped |",
