@@ -81,17 +81,6 @@ class Task:
         self.amp_dtype: torch.dtype | None = None  # autocast dtype of the forward passes (bf16, fp16)
         self.scalers: dict[str, torch.amp.GradScaler] = {}  # fp16: one per optimizer
 
-    def build_one_network(self, cfg) -> nn.Module:
-        """The set-up of a task that trains one network "g" with task.optim and task.ema_decay (text,
-        interpolation): the network, its optimizer, its schedule and the EMA copy when asked for."""
-        from genforge import registry
-        net = registry.model_row(cfg.model.name).build(cfg.model).to(self.device)
-        self.networks = {"g": net}
-        self.optimizers = {"g": make_optimizer(cfg.task.optim, net.parameters())}
-        self.schedulers = {"g": make_scheduler(self.optimizers["g"], cfg.task.optim, cfg.train.steps)}
-        self.ema = EMA(net, cfg.task.ema_decay) if cfg.task.ema_decay > 0 else None
-        return net
-
     # --- what subclasses implement -------------------------------------------------------
     def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -239,3 +228,21 @@ class Task:
             from genforge.errors import UserError
             first = str(err).strip().splitlines()[0][:300]
             raise UserError(f"checkpoint does not fit this model: {first}") from None
+
+
+class OneNetworkTask(Task):
+    """A task that trains one network "g" with task.optim and task.ema_decay (text, interpolation):
+    the network, its optimizer, its schedule and the EMA copy when asked for."""
+
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(device)
+        from genforge import registry
+        self.cfg = cfg.task
+        net = registry.model_row(cfg.model.name).build(cfg.model).to(device)
+        self.networks = {"g": net}
+        self.optimizers = {"g": make_optimizer(cfg.task.optim, net.parameters())}
+        self.schedulers = {"g": make_scheduler(self.optimizers["g"], cfg.task.optim, cfg.train.steps)}
+        self.ema = EMA(net, cfg.task.ema_decay) if cfg.task.ema_decay > 0 else None
+
+    def trained_network(self) -> nn.Module:
+        return self.networks["g"]

@@ -10,7 +10,6 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 
 from genforge import registry
 from genforge.data.triplets import TripletBatches, holdout_triplets, read_clips, read_photos, read_triplet_folders
@@ -21,7 +20,7 @@ from genforge.metrics.flow import intermediate_flows
 from genforge.metrics.psnr_ssim import batch_psnr
 from genforge.models.vfinet import backward_warp
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, evaluating
+from genforge.tasks.base import OneNetworkTask, evaluating
 
 
 class InterpolationTaskConfig(Strict):
@@ -70,12 +69,7 @@ def _centre_crops(sets: dict, count: int, size: int, multiple: int, dis_init: bo
                               "task": {"patch_size": 16, "synthetic": 1.0, "max_motion": 4, "val_triplets": 1,
                                        "val_size": 16},
                               "train": {"batch_size": 2, "checkpoint_every": 1, "eval_every": 1, "log_every": 1}})
-class InterpolationTask(Task):
-    def __init__(self, cfg, device: torch.device):
-        super().__init__(device)
-        self.cfg = cfg.task
-        self.build_one_network(cfg)
-
+class InterpolationTask(OneNetworkTask):
     @classmethod
     def setup(cls, cfg, dist):
         t, spec = cfg.task, cfg.data.dataset
@@ -134,6 +128,3 @@ class InterpolationTask(Task):
                 backward_warp(batch["b"], batch["init"][:, 2:]) * w
             scores["psnr_dis_start"] = float(batch_psnr(start, batch["g"]))
         return scores
-
-    def trained_network(self) -> nn.Module:
-        return self.networks["g"]

@@ -15,7 +15,7 @@ from genforge import registry
 from genforge.data.text import TokenBatches, as_tokens, holdout_windows, read_corpus
 from genforge.engine.callbacks import Validation
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, evaluating
+from genforge.tasks.base import OneNetworkTask, evaluating
 
 
 class TextTaskConfig(Strict):
@@ -38,12 +38,7 @@ def window_bits(net: nn.Module, window: torch.Tensor) -> tuple[float, int]:
 @registry.register_task("text", TextTaskConfig, models=("chargpt",), family="text",
                         tiny={"data": {"dataset": "pydoc"}, "task": {"val_windows": 1},
                               "train": {"batch_size": 2}})
-class TextTask(Task):
-    def __init__(self, cfg, device: torch.device):
-        super().__init__(device)
-        self.cfg = cfg.task
-        self.build_one_network(cfg)
-
+class TextTask(OneNetworkTask):
     @classmethod
     def setup(cls, cfg, dist):
         corpus = read_corpus(cfg.data.dataset)
@@ -75,6 +70,3 @@ class TextTask(Task):
         with evaluating(self.export_module()) as net:
             bits, n = window_bits(net, batch["window"])
         return {"bpc": bits / n * batch["per_char"]}
-
-    def trained_network(self) -> nn.Module:
-        return self.networks["g"]
