@@ -34,24 +34,13 @@ class GenerateRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
 
-@register_wrapper("generation")
-class Generation(InferenceWrapper):
-    """A generator that maps z [+ label] to images in [-1, 1]."""
-
-    noun = "generator"
-    hint = " (use genforge upscale for super-resolution)"
-    metrics = (*GENERATION_METRICS, "coverage", "accuracy")
-    default_metrics = GENERATION_METRICS  # precision/recall and pixel FD catch blur and contrast FID misses
+class GeneratorWrapper(InferenceWrapper):
+    """What the generation wrappers share (images here, clips in deploy/videogen.py): the class label a
+    conditional model takes, a service route that draws a grid from a seed, and eval's features."""
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
         super().__init__(name_or_path, device, opened=opened)
         self.num_classes = int(self.module.num_classes or 0)
-        self.latent_dim = int(self.module.latent_dim)
-
-    def describe(self) -> dict:
-        model = self.source.config["model"]
-        return {**super().describe(), "latent_dim": self.latent_dim, "num_classes": self.num_classes,
-                "image_size": int(model.get("image_size", 0)), "channels": int(model.get("channels", 0))}
 
     def check_label(self, label: int | None) -> None:
         if label is None:
@@ -65,6 +54,54 @@ class Generation(InferenceWrapper):
     def _labels(self, label: int | None, n: int) -> torch.Tensor | None:
         self.check_label(label)
         return None if label is None else torch.full((n,), label, dtype=torch.long)
+
+    @classmethod
+    def add_grid_route(cls, app, service, path: str, request: type[BaseModel], render, *, name: str, summary: str,
+                       media_type: str, description: str, filename: str) -> None:
+        """POST `path`: a `request` body (model, n, seed, label, ...) -> render(wrapper, request) bytes of
+        `media_type`, drawn on the service's worker; a label the model does not take is a 422."""
+        @app.post(path, name=name, summary=summary, response_class=Response,
+                  responses={200: {"content": {media_type: {}}, "description": description}})
+        async def route(req: request):  # an annotation object, not a string: FastAPI reads the body's type
+            wrapper = service.model_for(req.model, cls)
+            try:
+                wrapper.check_label(req.label)
+            except UserError as err:
+                raise HTTPException(422, str(err).replace("--label", "label")) from None
+            return Response(await service.run(lambda: render(wrapper, req)), media_type=media_type,
+                            headers={"Content-Disposition": f'inline; filename="{filename}"'})
+
+    def eval_features(self, features: str, digits_dataset: str, result: dict):
+        """The feature network of `genforge eval --features` ("auto": the digits features for models
+        trained on `digits_dataset`), its name noted in `result`."""
+        from genforge.metrics.fid import feature_network
+        dataset = self.source.config["data"]["dataset"]
+        spec = ("digits" if dataset == digits_dataset else None) if features == "auto" else features
+        if spec is None:
+            raise UserError("no feature network for this dataset: pass --features torchscript:PATH "
+                            "or inception:WEIGHTS")
+        net = feature_network(spec, "cpu")
+        result["features"] = spec
+        return net
+
+
+@register_wrapper("generation")
+class Generation(GeneratorWrapper):
+    """A generator that maps z [+ label] to images in [-1, 1]."""
+
+    noun = "generator"
+    hint = " (use genforge upscale for super-resolution)"
+    metrics = (*GENERATION_METRICS, "coverage", "accuracy")
+    default_metrics = GENERATION_METRICS  # precision/recall and pixel FD catch blur and contrast FID misses
+
+    def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
+        super().__init__(name_or_path, device, opened=opened)
+        self.latent_dim = int(self.module.latent_dim)
+
+    def describe(self) -> dict:
+        model = self.source.config["model"]
+        return {**super().describe(), "latent_dim": self.latent_dim, "num_classes": self.num_classes,
+                "image_size": int(model.get("image_size", 0)), "channels": int(model.get("channels", 0))}
 
     def generate(self, n: int, *, label: int | None = None, seed: int = 0) -> torch.Tensor:
         return generate(self.module, n, labels=self._labels(label, n), seed=seed).cpu()
@@ -98,37 +135,19 @@ class Generation(InferenceWrapper):
 
     @classmethod
     def add_routes(cls, app, service) -> None:
-        @app.post("/v1/generate", summary="a PNG grid of samples from a generation model",
-                  responses={200: {"content": {"image/png": {}}, "description": "PNG grid"}},
-                  response_class=Response)
-        async def generate_grid(req: GenerateRequest):
-            gen = service.model_for(req.model, cls)
-            try:
-                gen.check_label(req.label)
-            except UserError as err:
-                raise HTTPException(422, str(err).replace("--label", "label")) from None
-
-            def work():
-                images = gen.generate(req.n, label=req.label, seed=req.seed)
-                return encode_image(to_uint8(to_grid(images, nrow=req.nrow)), ".png")
-
-            return Response(await service.run(work), media_type="image/png",
-                            headers={"Content-Disposition": 'inline; filename="samples.png"'})
+        def render(gen, req: GenerateRequest) -> bytes:
+            images = gen.generate(req.n, label=req.label, seed=req.seed)
+            return encode_image(to_uint8(to_grid(images, nrow=req.nrow)), ".png")
+        cls.add_grid_route(app, service, "/v1/generate", GenerateRequest, render, name="generate_grid",
+                           summary="a PNG grid of samples from a generation model", media_type="image/png",
+                           description="PNG grid", filename="samples.png")
 
     def evaluate(self, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0,
                  **_) -> dict:
         cfg = self.source.config
         result: dict = {"n": n, "seed": seed}
         wanted = [m for m in metrics if m in GENERATION_METRICS]
-        net = None
-        if set(FEATURE_METRICS) & set(wanted):
-            from genforge.metrics.fid import feature_network
-            spec = ("digits" if cfg["data"]["dataset"] == "digits" else None) if features == "auto" else features
-            if spec is None:
-                raise UserError("no feature network for this dataset: pass --features torchscript:PATH "
-                                "or inception:WEIGHTS")
-            net = feature_network(spec, "cpu")
-            result["features"] = spec
+        net = self.eval_features(features, "digits", result) if set(FEATURE_METRICS) & set(wanted) else None
         if wanted:
             real = _real_images(cfg)
             size = native_size(cfg["data"]["dataset"], cfg["data"].get("split", "train"), real.shape[-1])

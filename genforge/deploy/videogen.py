@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastapi import HTTPException
-from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from genforge.deploy.infer import InferenceWrapper, OnnxSignature
+from genforge.deploy.generator import GeneratorWrapper
+from genforge.deploy.infer import OnnxSignature
 from genforge.errors import UserError
 from genforge.models.videogan import generate_clips
 from genforge.registry import register_wrapper
@@ -129,7 +128,7 @@ def identity_scores(predicted: torch.Tensor) -> tuple[float, float]:
 
 
 @register_wrapper("video-generation")
-class VideoGeneration(InferenceWrapper):
+class VideoGeneration(GeneratorWrapper):
     """A video generator: (z_content, z_motion [, label]) -> clips in [-1, 1]."""
 
     noun = "video generator"
@@ -139,7 +138,6 @@ class VideoGeneration(InferenceWrapper):
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
         super().__init__(name_or_path, device, opened=opened)
-        self.num_classes = int(self.module.num_classes or 0)
         self.frames = int(self.module.frames)
 
     def describe(self) -> dict:
@@ -148,24 +146,13 @@ class VideoGeneration(InferenceWrapper):
                 "image_size": int(m["image_size"]), "channels": int(m["channels"]),
                 "content_dim": int(m["content_dim"]), "noise_dim": int(m["noise_dim"])}
 
-    def check_label(self, label: int | None) -> None:
-        if label is None:
-            return
-        if not self.num_classes:
-            raise UserError(f"model {self.source.name!r} is not class-conditional: --label does not apply")
-        if not 0 <= label < self.num_classes:
-            raise UserError(f"--label {label} is out of range: model {self.source.name!r} has classes "
-                            f"0..{self.num_classes - 1}")
-
     def generate(self, n: int, *, label: int | None = None, seed: int = 0, frames: int | None = None) -> torch.Tensor:
         """n clips (n, T, C, H, W) in [-1, 1] on the CPU; T: `frames` or the model's own."""
         if not 1 <= n <= MAX_GENERATE:
             raise UserError(f"-n {n}: must be between 1 and {MAX_GENERATE} clips")
         if frames is not None and not 2 <= frames <= MAX_FRAMES:
             raise UserError(f"--frames {frames}: must be between 2 and {MAX_FRAMES}")
-        self.check_label(label)
-        labels = None if label is None else torch.full((n,), label, dtype=torch.long)
-        return generate_clips(self.module, n, labels=labels, seed=seed, frames=frames)
+        return generate_clips(self.module, n, labels=self._labels(label, n), seed=seed, frames=frames)
 
     def save(self, clips: torch.Tensor, path, nrow: int = 8, fps: float = DEFAULT_FPS) -> Path:
         return write_clips(path, clips, nrow=nrow, fps=fps)
@@ -193,22 +180,12 @@ class VideoGeneration(InferenceWrapper):
 
     @classmethod
     def add_routes(cls, app, service) -> None:
-        @app.post("/v1/generate-video", summary="an animated GIF grid of clips from a video-generation model",
-                  responses={200: {"content": {"image/gif": {}}, "description": "animated GIF"}},
-                  response_class=Response)
-        async def generate_video(req: VideoRequest):
-            video = service.model_for(req.model, cls)
-            try:
-                video.check_label(req.label)
-            except UserError as err:
-                raise HTTPException(422, str(err).replace("--label", "label")) from None
-
-            def work():
-                clips = video.generate(req.n, label=req.label, seed=req.seed, frames=req.frames)
-                return encode_gif(grid_frames(clips, req.nrow), req.fps)
-
-            return Response(await service.run(work), media_type="image/gif",
-                            headers={"Content-Disposition": 'inline; filename="clips.gif"'})
+        def render(video, req: VideoRequest) -> bytes:
+            clips = video.generate(req.n, label=req.label, seed=req.seed, frames=req.frames)
+            return encode_gif(grid_frames(clips, req.nrow), req.fps)
+        cls.add_grid_route(app, service, "/v1/generate-video", VideoRequest, render, name="generate_video",
+                           summary="an animated GIF grid of clips from a video-generation model",
+                           media_type="image/gif", description="animated GIF", filename="clips.gif")
 
     @classmethod
     def add_commands(cls, sub) -> None:
@@ -271,13 +248,8 @@ class VideoGeneration(InferenceWrapper):
         size = int(cfg["task"].get("digit_size", 16))
         result: dict = {"n": n, "seed": seed, "frames": self.frames, "real_clips": len(real)}
         if "fid" in metrics or "kid" in metrics:
-            from genforge.metrics.fid import extract_features, feature_network, fid_kid_from_features
-            spec = ("digits" if cfg["data"]["dataset"] == "movingdigits" else None) if features == "auto" else features
-            if spec is None:
-                raise UserError("no feature network for this dataset: pass --features torchscript:PATH or "
-                                "inception:WEIGHTS")
-            net = feature_network(spec, "cpu")
-            result["features"] = spec
+            from genforge.metrics.fid import extract_features, fid_kid_from_features
+            net = self.eval_features(features, "movingdigits", result)
             half = len(real) // 2 * real.shape[1]  # frames of half the real clips
             for suffix, transform in (("", lambda x: x), ("_crops", lambda x: centred_crops(x, size))):
                 if suffix and not self._one_digit():

@@ -6,10 +6,10 @@ embedding concatenated with z; the discriminator scores with a projection term <
 """
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import nn
 
 from genforge.nn import activation, apply_spectral, norm2d
@@ -19,12 +19,25 @@ Activation = Literal["relu", "leaky_relu", "elu", "tanh", "sigmoid", "prelu", "g
 Norm = Literal["batch", "instance", "spectral", "none"]
 
 
+def power_of_two_side(largest: int):
+    """The type of an image-side field: a power of two from 8 to `largest` (the strided convolutions
+    halve it down to 4x4)."""
+    def check(v: int) -> int:
+        if v < 8 or v > largest or v & (v - 1):
+            raise ValueError(f"must be a power of two between 8 and {largest}")
+        return v
+    return Annotated[int, AfterValidator(check)]
+
+
+ImageSide = power_of_two_side(1024)
+
+
 class ConvNetConfig(BaseModel):
     """Shape of a DCGAN-style generator/discriminator pair (also the VAE's decoder/encoder)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    image_size: int = Field(32, description="Side of the square images, a power of two >= 8.")
+    image_size: ImageSide = Field(32, description="Side of the square images, a power of two >= 8.")
     channels: int = Field(1, ge=1, le=4, description="Image channels: 1 grey, 3 RGB.")
     latent_dim: int = Field(64, ge=1, le=4096, description="Size of z.")
     width: int = Field(32, ge=4, le=1024, description="Channels at full resolution; doubled per halving.")
@@ -37,13 +50,6 @@ class ConvNetConfig(BaseModel):
     g_norm: Norm = "batch"
     d_norm: Norm = "none"
     num_classes: int = Field(0, ge=0, description="> 0 makes the model class-conditional.")
-
-    @field_validator("image_size")
-    @classmethod
-    def _power_of_two(cls, v: int) -> int:
-        if v < 8 or v > 1024 or v & (v - 1):
-            raise ValueError("must be a power of two between 8 and 1024")
-        return v
 
     def level_widths(self, width: int | None = None) -> list[int]:
         """Channels from the 4x4 level up to full resolution (`width` there; default: the generator's)."""
@@ -92,7 +98,29 @@ class Generator(nn.Module):
         return self.to_image(self.body(z[:, :, None, None]))
 
 
-class Discriminator(nn.Module):
+class ProjectionCritic(nn.Module):
+    """What the critics share (Discriminator here, models/videogan.VideoDiscriminator): one score per
+    input, a linear head on features(x) plus, when class-conditional, the projection term <embed(y), h>."""
+
+    def add_head(self, num_features: int, num_classes: int, norm: str) -> None:
+        self.num_features = num_features
+        self.head = apply_spectral(nn.Linear(num_features, 1), norm)
+        self.embed = apply_spectral(nn.Embedding(num_classes, num_features), norm) if num_classes else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        out = self.head(h).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this discriminator is class-conditional: pass labels")
+            out = out + (self.embed(labels) * h).sum(1)
+        return out
+
+
+class Discriminator(ProjectionCritic):
     """images -> one logit (or critic score) per image; `features` is reused by the VAE encoder."""
 
     def __init__(self, cfg: ConvNetConfig):
@@ -105,19 +133,7 @@ class Discriminator(nn.Module):
                        for _ in range(cfg.depth - 1)]
             layers.append(conv_unit(cin, cout, kernel=4, stride=2, padding=1, norm=norm, act=act))
         self.body = nn.Sequential(*layers)
-        self.num_features = widths[-1] * 16
-        self.head = apply_spectral(nn.Linear(self.num_features, 1), norm)
-        self.embed = (apply_spectral(nn.Embedding(cfg.num_classes, self.num_features), norm)
-                      if cfg.num_classes else None)
+        self.add_head(widths[-1] * 16, cfg.num_classes, norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).flatten(1)
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x)
-        out = self.head(h).squeeze(1)
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this discriminator is class-conditional: pass labels")
-            out = out + (self.embed(labels) * h).sum(1)
-        return out

@@ -29,14 +29,22 @@ def generate(generator: nn.Module, n: int, *, labels: torch.Tensor | None = None
     return torch.cat(out)
 
 
+def latent_codes(generator: nn.Module, n: int, rng: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """An image generator's inputs but the labels: z (n, latent_dim), standard normal, from `rng`."""
+    return (torch.randn(n, generator.latent_dim, generator=rng),)
+
+
 @torch.no_grad()
-def standing_batchnorm(generator: nn.Module, *, batches: int = 8, batch_size: int = 128, seed: int = 0) -> nn.Module:
+def standing_batchnorm(generator: nn.Module, *, batches: int = 8, batch_size: int = 128, seed: int = 0,
+                       codes=latent_codes) -> nn.Module:
     """A copy of `generator` whose batch-norm statistics are measured on its own outputs.
 
     An EMA generator's weights are an average over training while its batch-norm running
     statistics come from the live network; recomputing them for the averaged weights ("standing
-    statistics", BigGAN) removes that mismatch. The inputs are only z [+ labels], so no data is
-    needed; the RNG is private. Without batch norm the generator itself is returned."""
+    statistics", BigGAN) removes that mismatch. The inputs are only codes [+ labels], so no data is
+    needed: `codes(generator, n, rng)` draws a batch's codes but the labels on the CPU (default: z;
+    a video generator's: content and motion codes); the RNG is private. Without batch norm the
+    generator itself is returned."""
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in generator.modules()):
         return generator
     out = copy.deepcopy(generator).train()
@@ -48,10 +56,10 @@ def standing_batchnorm(generator: nn.Module, *, batches: int = 8, batch_size: in
     device = next(out.parameters()).device
     rng = torch.Generator(device="cpu").manual_seed(seed)
     for _ in range(batches):
-        z = torch.randn(batch_size, out.latent_dim, generator=rng).to(device)
+        inputs = [c.to(device) for c in codes(out, batch_size, rng)]
         labels = (torch.randint(0, out.num_classes, (batch_size,), generator=rng).to(device),) \
             if out.num_classes else ()
-        out(z, *labels)
+        out(*inputs, *labels)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return out.train(generator.training)

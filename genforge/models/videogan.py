@@ -18,19 +18,29 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from genforge.models.dcgan import Activation, ConvNetConfig, Discriminator, Generator, Norm
+from genforge.models.dcgan import (
+    Activation,
+    ConvNetConfig,
+    Discriminator,
+    Generator,
+    Norm,
+    ProjectionCritic,
+    power_of_two_side,
+)
 from genforge.nn import activation, apply_spectral
 from genforge.registry import register_model
+
+FrameSide = power_of_two_side(256)
 
 
 class VideoGANConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Literal["videogan"] = "videogan"
-    image_size: int = Field(32, description="Side of the square frames, a power of two >= 8 (the canvas).")
+    image_size: FrameSide = Field(32, description="Side of the square frames, a power of two >= 8 (the canvas).")
     channels: int = Field(1, ge=1, le=4, description="Frame channels: 1 grey, 3 RGB.")
     frames: int = Field(16, ge=2, le=128, description="Frames per training clip (and per sample by default).")
     content_dim: int = Field(48, ge=1, le=4096, description="Size of the content code, fixed for a clip.")
@@ -47,13 +57,6 @@ class VideoGANConfig(BaseModel):
     g_norm: Norm = "batch"
     d_norm: Norm = Field("spectral", description="Both discriminators' normalisation.")
     num_classes: int = Field(0, ge=0, description="> 0: class-conditional (the label says which digit moves).")
-
-    @field_validator("image_size")
-    @classmethod
-    def _power_of_two(cls, v: int) -> int:
-        if v < 8 or v > 256 or v & (v - 1):
-            raise ValueError("must be a power of two between 8 and 256")
-        return v
 
     def frame_config(self) -> ConvNetConfig:
         """The DCGAN shape of the frame generator and the image discriminator."""
@@ -105,7 +108,7 @@ def image_discriminator(cfg: VideoGANConfig) -> Discriminator:
     return Discriminator(cfg.frame_config())
 
 
-class VideoDiscriminator(nn.Module):
+class VideoDiscriminator(ProjectionCritic):
     """Clips (B, T, C, H, W) -> one score per clip. Strided 3D convolutions (3 frames x 4 x 4 pixels)
     halve the frame side from the first layer on down to 4x4, and the time axis while it is longer
     than 2 (none at full resolution: a clip is 16 times a frame's work); the features are averaged
@@ -125,22 +128,10 @@ class VideoDiscriminator(nn.Module):
             conv = nn.Conv3d(cin, cout, (3, 4, 4), (stride, 2, 2), (1, 1, 1), bias=not normed)
             layers += [apply_spectral(conv, norm), norm3d(norm, cout) if normed else nn.Identity(), activation(act)]
         self.body = nn.Sequential(*layers)
-        self.num_features = widths[-1] * 16
-        self.head = apply_spectral(nn.Linear(self.num_features, 1), norm)
-        self.embed = (apply_spectral(nn.Embedding(cfg.num_classes, self.num_features), norm)
-                      if cfg.num_classes else None)
+        self.add_head(widths[-1] * 16, cfg.num_classes, norm)
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
         return self.body(clips.transpose(1, 2)).mean(2).flatten(1)  # (B, C, T, H, W) for Conv3d
-
-    def forward(self, clips: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(clips)
-        out = self.head(h).squeeze(1)
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this discriminator is class-conditional: pass labels")
-            out = out + (self.embed(labels) * h).sum(1)
-        return out
 
 
 def sample_codes(net, n: int, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,16 +9,12 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import nn
 
-from genforge.engine.ema import EMA
 from genforge.losses import clip_weights, d_loss, g_loss, gradient_penalty
 from genforge.models.dcgan import Discriminator, Generator
-from genforge.models.sampling import standing_batchnorm
 from genforge.registry import register_task
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import make_optimizer, make_scheduler
-from genforge.tasks.generative import TINY_GENERATION, GenerativeTask
+from genforge.tasks.generative import TINY_GENERATION, AdversarialGenerator, GenerativeTask
 
 
 class GANTaskConfig(Strict):
@@ -37,7 +33,7 @@ class GANTaskConfig(Strict):
 
 @register_task("gan", GANTaskConfig, models=("dcgan",), family="generation",
                tiny={**TINY_GENERATION, "task": {"loss": "bce", "ema_decay": 0.9}})
-class GANTask(GenerativeTask):
+class GANTask(AdversarialGenerator, GenerativeTask):
     def __init__(self, cfg, device: torch.device):
         super().__init__(cfg, device)
         self.cfg = cfg.task
@@ -45,12 +41,7 @@ class GANTask(GenerativeTask):
         G = Generator(cfg.model).to(device)
         D = Discriminator(cfg.model).to(device)
         self.networks = {"g": G, "d": D}
-        self.optimizers = {"g": make_optimizer(self.cfg.g_optim, G.parameters()),
-                           "d": make_optimizer(self.cfg.d_optim, D.parameters())}
-        self.schedulers = {"g": make_scheduler(self.optimizers["g"], self.cfg.g_optim, cfg.train.steps),
-                           "d": make_scheduler(self.optimizers["d"], self.cfg.d_optim, cfg.train.steps)}
-        self.ema = EMA(G, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
-        self._standing: tuple[int, nn.Module] | None = None  # (EMA updates, export module) cache
+        self.init_optimizers(G, D.parameters(), cfg.train.steps)
 
     def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         G, D = self.networks["g"], self.networks["d"]
@@ -86,18 +77,3 @@ class GANTask(GenerativeTask):
                 self.ema.update(G)
             metrics["loss_g"] = loss_g.detach()
         return metrics
-
-    def trained_network(self) -> nn.Module:
-        return self.networks["g"]
-
-    def compilable(self) -> list[str]:
-        return ["g"] if self.cfg.loss == "wgan-gp" else ["g", "d"]  # compile has no double backward
-
-    def export_module(self) -> nn.Module:
-        if self.ema is None:
-            return self.networks["g"]
-        # the EMA weights get batch-norm statistics of their own (the live network's would not fit them),
-        # measured once per EMA state: the checkpoint, sample grid and FID at one step share them
-        if self._standing is None or self._standing[0] != self.ema.num_updates:
-            self._standing = (self.ema.num_updates, standing_batchnorm(self.ema.module))
-        return self._standing[1]

@@ -1,17 +1,21 @@
 """What the generation tasks (GAN, VAE) share: whole-image batches with labels, a fixed grid of
-latents for sample grids, and FID/KID during training against the training images."""
+latents for sample grids, and FID/KID during training against the training images; and what the
+GAN tasks (images here, clips in tasks/videogan.py) share: the generator's and critics' optimizers,
+and the generator's EMA as the export module, with batch-norm statistics of its own."""
 
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from genforge.data import load_dataset
 from genforge.data.augment import Augment
 from genforge.engine.batches import EpochBatches
 from genforge.engine.callbacks import GenerationMetrics, SampleGrid
+from genforge.engine.ema import EMA
 from genforge.errors import ConfigError, UserError
-from genforge.models.sampling import generate
-from genforge.tasks.base import Task
+from genforge.models.sampling import generate, standing_batchnorm
+from genforge.tasks.base import Task, make_optimizer, make_scheduler
 
 # the seconds-long training the shared tests run for every generation task (8x8 digits)
 TINY_GENERATION = {"data": {"dataset": "digits"}, "model": {"image_size": 8, "channels": 1, "latent_dim": 8},
@@ -79,3 +83,37 @@ class GenerativeTask(Task):
     def generate(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """n samples of the export module from a private RNG (for FID during training)."""
         return generate(self.export_module(), n, seed=seed)
+
+
+class AdversarialGenerator:
+    """Mixed into a Task whose networks["g"] is a generator trained against critics (GANTask,
+    VideoGANTask): task.g_optim for the generator, task.d_optim for the critics (one optimizer over
+    all of them), the EMA of the generator's weights (task.ema_decay) as the export module."""
+
+    def init_optimizers(self, generator: nn.Module, critic_params, total_steps: int) -> None:
+        self.optimizers = {"g": make_optimizer(self.cfg.g_optim, generator.parameters()),
+                           "d": make_optimizer(self.cfg.d_optim, critic_params)}
+        self.schedulers = {k: make_scheduler(opt, self.cfg.g_optim if k == "g" else self.cfg.d_optim, total_steps)
+                           for k, opt in self.optimizers.items()}
+        self.ema = EMA(generator, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        self._standing: tuple[int, nn.Module] | None = None  # (EMA updates, export module) cache
+
+    def trained_network(self) -> nn.Module:
+        return self.networks["g"]
+
+    def compilable(self) -> list[str]:
+        # the generator and every critic; compile has no double backward (the gradient penalty)
+        return ["g"] if self.cfg.loss == "wgan-gp" else list(self.networks)
+
+    def standing(self, module: nn.Module) -> nn.Module:
+        """`module` with batch-norm statistics measured on its own outputs (models/sampling.py)."""
+        return standing_batchnorm(module)
+
+    def export_module(self) -> nn.Module:
+        if self.ema is None:
+            return self.networks["g"]
+        # the EMA weights get batch-norm statistics of their own (the live network's would not fit them),
+        # measured once per EMA state: the checkpoint, sample grid and FID at one step share them
+        if self._standing is None or self._standing[0] != self.ema.num_updates:
+            self._standing = (self.ema.num_updates, self.standing(self.ema.module))
+        return self._standing[1]

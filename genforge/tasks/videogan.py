@@ -17,9 +17,9 @@ from torch import nn
 
 from genforge.data.movingdigits import NAME, PREFIX, ClipBatches, read_videos, reference_clips
 from genforge.engine.callbacks import GenerationMetrics, SampleGrid
-from genforge.engine.ema import EMA
 from genforge.errors import ConfigError, UserError
 from genforge.losses import d_loss, g_loss, gradient_penalty
+from genforge.models.sampling import standing_batchnorm
 from genforge.models.videogan import (
     VideoDiscriminator,
     VideoGenerator,
@@ -29,7 +29,8 @@ from genforge.models.videogan import (
 )
 from genforge.registry import register_task
 from genforge.schema import Optim, Strict
-from genforge.tasks.base import Task, make_optimizer, make_scheduler
+from genforge.tasks.base import Task
+from genforge.tasks.generative import AdversarialGenerator
 
 
 class VideoGANTaskConfig(Strict):
@@ -48,37 +49,13 @@ class VideoGANTaskConfig(Strict):
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="EMA of the generator's weights; 0 = off.")
 
 
-@torch.no_grad()
-def standing_statistics(generator: VideoGenerator, *, batches: int = 8, clips: int = 16, seed: int = 0) -> nn.Module:
-    """A copy of the generator whose batch-norm statistics are measured on its own clips (the EMA
-    weights would not fit the live network's statistics; see models/sampling.standing_batchnorm)."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in generator.modules()):
-        return generator
-    import copy
-    out = copy.deepcopy(generator).train()
-    norms = [m for m in out.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over every batch
-    device = next(out.parameters()).device
-    rng = torch.Generator().manual_seed(seed)
-    for _ in range(batches):
-        codes = sample_codes(out, clips, out.frames, rng)
-        labels = (torch.randint(0, out.num_classes, (clips,), generator=rng).to(device),) if out.num_classes else ()
-        out(*(c.to(device) for c in codes), *labels)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return out.train(generator.training)
-
-
 # the seconds-long training the shared tests run (registry tiny rows): 4 frames of 16x16, 8-pixel digits
 TINY = {"data": {"dataset": NAME}, "model": {"image_size": 16, "frames": 4},
         "task": {"digit_size": 8, "ema_decay": 0.9}, "train": {"batch_size": 4, "features": "none"}}
 
 
 @register_task("videogan", VideoGANTaskConfig, models=("videogan",), family="video-generation", tiny=TINY)
-class VideoGANTask(Task):
+class VideoGANTask(AdversarialGenerator, Task):
     def __init__(self, cfg, device: torch.device):
         super().__init__(device)
         self.cfg = cfg.task
@@ -86,12 +63,7 @@ class VideoGANTask(Task):
         G = VideoGenerator(cfg.model).to(device)
         Di, Dv = image_discriminator(cfg.model).to(device), VideoDiscriminator(cfg.model).to(device)
         self.networks = {"g": G, "d_image": Di, "d_video": Dv}
-        self.optimizers = {"g": make_optimizer(self.cfg.g_optim, G.parameters()),
-                           "d": make_optimizer(self.cfg.d_optim, [*Di.parameters(), *Dv.parameters()])}
-        self.schedulers = {k: make_scheduler(opt, self.cfg.g_optim if k == "g" else self.cfg.d_optim, cfg.train.steps)
-                           for k, opt in self.optimizers.items()}
-        self.ema = EMA(G, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
-        self._standing: tuple[int, nn.Module] | None = None  # (EMA updates, export module)
+        self.init_optimizers(G, [*Di.parameters(), *Dv.parameters()], cfg.train.steps)
         g = torch.Generator().manual_seed(cfg.seed + 12345)  # fixed codes: sample grids comparable over time
         self.grid_codes = [c.to(device) for c in sample_codes(G, 8, G.frames, g)]
 
@@ -180,18 +152,10 @@ class VideoGANTask(Task):
             metrics["loss_g"] = loss_g.detach()
         return metrics
 
-    def trained_network(self) -> nn.Module:
-        return self.networks["g"]
-
-    def compilable(self) -> list[str]:
-        return ["g"] if self.cfg.loss == "wgan-gp" else ["g", "d_image", "d_video"]  # compile: no double backward
-
-    def export_module(self) -> nn.Module:
-        if self.ema is None:
-            return self.networks["g"]
-        if self._standing is None or self._standing[0] != self.ema.num_updates:
-            self._standing = (self.ema.num_updates, standing_statistics(self.ema.module))
-        return self._standing[1]
+    def standing(self, module: nn.Module) -> nn.Module:
+        """Batch-norm statistics measured on 8 batches of 16 of the generator's own clips."""
+        return standing_batchnorm(module, batch_size=16,
+                                  codes=lambda net, n, rng: sample_codes(net, n, net.frames, rng))
 
     @torch.no_grad()
     def sample_images(self, n: int = 64) -> torch.Tensor:
