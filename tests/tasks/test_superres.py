@@ -78,10 +78,13 @@ def test_lapsrn_pyramid_charbonnier_and_exact_resume(tmp_path, write_config):
 
 
 def random_upscaler(scale=2, channels=3, levels=2, name="isrnet") -> Upscaler:
-    """A tiny ISRNet or LapSRN with random weights, its zero-initialised output layers included."""
+    """A tiny ISRNet, RepSR or LapSRN with random weights, its zero-initialised output layers included."""
     if name == "isrnet":
         net_class, cfg = ISRNet, ISRNetConfig(scale=scale, channels=channels, width=8, levels=levels,
                                               blocks_per_level=1, bottleneck_blocks=1)
+    elif name == "repsr":
+        from genforge.models.repsr import RepSR, RepSRConfig
+        net_class, cfg = RepSR, RepSRConfig(scale=scale, channels=channels, width=8, blocks=2)
     else:
         net_class, cfg = LapSRN, LapSRNConfig(scale=scale, channels=channels, width=8, depth=1)
     torch.manual_seed(0)
@@ -92,7 +95,7 @@ def random_upscaler(scale=2, channels=3, levels=2, name="isrnet") -> Upscaler:
     return Upscaler("random", device="cpu", source=source)
 
 
-@pytest.mark.parametrize("name", ["isrnet", "lapsrn"])
+@pytest.mark.parametrize("name", ["isrnet", "lapsrn", "repsr"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_tiled_equals_untiled(name, scale):
     """With the network's receptive radius as the overlap (given, or the Upscaler's default) every kept
