@@ -45,7 +45,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(live_server):
-    with live_server(["isrnet-x2", "digits-wgangp", "pix2pix-edges2photos"]) as url:
+    with live_server(["isrnet-x2", "digits-wgangp", "pix2pix-edges2photos", "chargpt-pydoc"]) as url:
         yield url
 
 
@@ -121,3 +121,16 @@ def test_translate_in_the_browser(page):
     assert page.inner_text("#status") == "Done."
     assert natural_size(page, "#after") == (40, 24)  # translation keeps the size
     assert page.get_attribute("#download", "download") == "edges_pix2pix-edges2photos.png"
+
+
+@pytest.mark.timeout(240)
+def test_generate_text_in_the_browser(page):
+    page.select_option("#model", "chargpt-pydoc")
+    assert page.is_visible("#text") and not page.is_visible("#superres") and not page.is_visible("#generation")
+    page.fill("#prompt", "A class definition")
+    page.fill("#tokens", "40")
+    page.click("#text-button")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Generated')")
+    text = page.inner_text("#text-out")
+    assert text.startswith("A class definition") and len(text) > len("A class definition")
+    assert page.get_attribute("#download", "download") == "chargpt-pydoc-seed0.txt"

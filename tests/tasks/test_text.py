@@ -149,3 +149,17 @@ def test_cli_and_service(tmp_path):
     assert r.status_code == 200 and r.json()["prompt"] == "def " and isinstance(r.json()["text"], str)
     assert client.post("/v1/generate-text", json={"model": name, "tokens": 100000}).status_code == 422
     assert client.post("/v1/generate-text", json={"model": name, "prompt": "x" * 10000}).status_code == 422
+
+
+def test_the_shipped_model_continues_a_prompt_offline():
+    model = genforge.load("chargpt-pydoc", device="cpu")
+    text = model.generate_text("def ", tokens=60, seed=0)
+    assert text == model.generate_text("def ", tokens=60, seed=0) and len(text) > 20
+    assert model.describe()["block_size"] == 128
+    # beats the bigram-free unigram by far on a window of the holdout (the card has the whole holdout)
+    corpus = read_corpus("pydoc")
+    from genforge.tasks.text import window_bits
+    window = as_tokens(corpus.holdout[:129])
+    with torch.no_grad():
+        bits, n = window_bits(model.module, window)
+    assert bits / n < 3.0
