@@ -38,20 +38,20 @@ def run_demo(out: Path, steps: int = 1500, vfi_model: str = "vfinet") -> None:
     out.mkdir(parents=True, exist_ok=True)
     config = Path(__file__).resolve().parent.parent / "configs" / "gan_digits.yaml"
     every = max(1, steps // 6)
-    print(f"[1/7] training a DCGAN (BCE loss) on the bundled digits for {steps} steps ...")
+    print(f"[1/8] training a DCGAN (BCE loss) on the bundled digits for {steps} steps ...")
     t0 = time.time()
     run = train(str(config), [f"train.steps={steps}", f"train.eval_every={every}", f"train.sample_every={every}",
                               f"train.checkpoint_every={every}"], runs_root=str(out / "runs"))
     print(f"      done in {time.time() - t0:.0f} s: {run}")
-    print("[2/7] sample grids and FID curve ...")
+    print("[2/8] sample grids and FID curve ...")
     trained = Generation(str(run))
     grid = trained.save(trained.generate(64), out / "gan_samples.png")
     curve = plot_curve(run / "metrics.jsonl", out / "fid_curve.png")
-    print("[3/7] evaluating (FID/KID against the real digits, class coverage) ...")
+    print("[3/8] evaluating (FID/KID against the real digits, class coverage) ...")
     result = evaluate(str(run), ["fid", "kid", "coverage"], n=2000)
     print(format_table(result))
     report = write_report(result, str(run), None)
-    print("[4/7] sampling the shipped models ...")
+    print("[4/8] sampling the shipped models ...")
     shipped = []
     for m in list_models():
         if m["task"] == "generation":
@@ -63,8 +63,9 @@ def run_demo(out: Path, steps: int = 1500, vfi_model: str = "vfinet") -> None:
     sr = superres_demo(out)
     translated = translation_demo(out)
     interpolated = interpolation_demo(out, vfi_model)
+    text = text_demo(out)
     print("\noutputs:")
-    for p in [grid, curve, report, *shipped, sr, *translated, *interpolated, run / "samples", run / "tb"]:
+    for p in [grid, curve, report, *shipped, sr, *translated, *interpolated, text, run / "samples", run / "tb"]:
         if p is not None:
             print(f"  {p}")
     print(f"  TensorBoard: tensorboard --logdir {run / 'tb'}")
@@ -80,11 +81,11 @@ def superres_demo(out: Path) -> Path | None:
     upscalers = {m["name"]: Upscaler(m["name"], device="cpu") for m in list_models()
                  if m["task"] == "super-resolution"}
     if not upscalers:
-        print("[5/7] no super-resolution model is shipped yet: skipped")
+        print("[5/8] no super-resolution model is shipped yet: skipped")
         return None
     scale = 4 if any(up.scale == 4 for up in upscalers.values()) else 2
     models = [n for n, up in upscalers.items() if up.scale == scale]
-    print(f"[5/7] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
+    print(f"[5/8] super-resolution x{scale} of a holdout photo (chelsea): bicubic | "
           + " | ".join(models) + " | ground truth")
     images, _, _ = read_images("photos", split="holdout")
     hr = images[0][:, :, :3]
@@ -115,9 +116,9 @@ def translation_demo(out: Path) -> list[Path]:
     from genforge.metrics.psnr_ssim import psnr
     models = [m["name"] for m in list_models() if m["task"] == "translation"]
     if not models:
-        print("[6/7] no translation model is shipped yet: skipped")
+        print("[6/8] no translation model is shipped yet: skipped")
         return []
-    print(f"[6/7] image translation of a holdout image: input | output | ground truth ({', '.join(models)})")
+    print(f"[6/8] image translation of a holdout image: input | output | ground truth ({', '.join(models)})")
     written = []
     for name in models:
         tr = Translator(name, device="cpu")
@@ -151,18 +152,18 @@ def interpolation_demo(out: Path, model: str = "vfinet", clip: str = "bikes.mp4"
     from genforge.metrics.flow import dis_interpolate
     from genforge.metrics.psnr_ssim import psnr
     if not names_a_model(model):
-        print(f"[7/7] no frame-interpolation model {model!r} is shipped yet: skipped")
+        print(f"[7/8] no frame-interpolation model {model!r} is shipped yet: skipped")
         return []
     try:
         vfi = Interpolator(model, device="cpu")
     except UserError as err:
-        print(f"[7/7] frame interpolation: skipped ({err})")
+        print(f"[7/8] frame interpolation: skipped ({err})")
         return []
     t0 = time.time()
     with open_video(bundled_clip(clip)) as reader:
         fps, frames = reader.fps, split_frames(list(reader), "holdout")  # never trained on
     frames, clip = frames[:max(3, round(seconds * fps))], Path(clip).stem
-    print(f"[7/7] frame interpolation ({model}) of {clip}'s holdout section: frame 0 | blend | DIS | model | "
+    print(f"[7/8] frame interpolation ({model}) of {clip}'s holdout section: frame 0 | blend | DIS | model | "
           f"ground truth | frame 1, and {len(frames)} frames at twice {float(fps):.4g} fps")
     a, truth, b = frames[:3]
     outputs = {"blend": np.round((a.astype(np.float64) + b) / 2).astype(np.uint8),
@@ -180,6 +181,20 @@ def interpolation_demo(out: Path, model: str = "vfinet", clip: str = "bikes.mp4"
     print(f"      {writer.count} frames at {float(fps * 2):.4g} fps ({float(writer.count / (fps * 2)):.1f} s), "
           f"done in {time.time() - t0:.0f} s")
     return [strip, video]
+
+
+def text_demo(out: Path, model: str = "chargpt-pydoc", prompt: str = "A class definition") -> Path | None:
+    """The shipped text model continues a prompt (seeded: the same text on every run of this machine)."""
+    if model not in {m["name"] for m in list_models()}:
+        print(f"[8/8] no text model {model!r} is shipped yet: skipped")
+        return None
+    import genforge
+    text = prompt + genforge.load(model, device="cpu").generate_text(prompt, 300, temperature=0.8, top_k=40, seed=0)
+    print(f"[8/8] text generation ({model}), prompt {prompt!r}:\n" + "\n".join("      " + line
+                                                                            for line in text.splitlines()[:8]))
+    path = out / f"{model}.txt"
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

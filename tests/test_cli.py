@@ -108,6 +108,8 @@ def test_python_m_and_console_script_agree():
 def test_demo_runs_end_to_end(tmp_path):
     res = run_cli("demo", "--steps", 12, "-o", tmp_path / "demo", timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    for name in ("gan_samples.png", "fid_curve.png", "interpolation_bikes.png", "interpolation_bikes_x2.mp4"):
+    for name in ("gan_samples.png", "fid_curve.png", "interpolation_bikes.png", "interpolation_bikes_x2.mp4",
+                 "chargpt-pydoc.txt"):
         assert (tmp_path / "demo" / name).is_file()
+    assert (tmp_path / "demo" / "chargpt-pydoc.txt").read_text().startswith("A class definition")
     assert "outputs:" in res.stdout and "fid" in res.stdout
