@@ -52,7 +52,7 @@ def main() -> None:
     for item in args.text:
         name, path = item.split("=", 1)
         model = genforge.load(path, device="cpu")
-        scores = model.evaluate(["bpc"])
+        scores = model.evaluate(["bpc", "ngram"])
         baselines = baselines or {k[len("baseline_"):]: v for k, v in scores.items() if k.startswith("baseline_")}
         m = model.source.config["model"]
         params = sum(v.numel() for v in model.source.state.values())

@@ -76,7 +76,7 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         export_folder(str(run), out, description="CharGPT byte-level text generator (pydoc)", half=True)
         model = genforge.load(str(out), device="cpu")  # what ships: float16 weights, cast back on load
-        scores = model.evaluate(["bpc"])
+        scores = model.evaluate(["bpc", "ngram"])
         speeds = {"cache": sampling_speed(model, True), "nocache": sampling_speed(model, False)}
         text = model.generate_text(PROMPT, 400, temperature=0.8, top_k=40, seed=0)
         (out / "README.md").write_text(card(name, run, scores, speeds, text, full))

@@ -236,7 +236,16 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
         data = _encode(image, suffix)
     except Exception as exc:  # noqa: BLE001 - an encoder refusing these pixels fails this file only
         raise UserError(f"cannot write image '{path}': the {suffix[1:]} encoder failed ({_reason(exc)})") from exc
-    tail = f".{os.getpid()}.{secrets.token_hex(4)}.tmp"  # hidden, and short enough for any name
+    write_file(path, data, what="image")
+
+
+def write_file(path: str | os.PathLike, data: bytes, *, what: str = "file") -> None:
+    """Write bytes whole or not at all: a hidden temporary name beside the target (short enough for
+    any name), then a rename. Any OS failure is one UserError naming the file (`what`: its kind)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {what} '{path}': it is a folder; give a file name")
+    tail = f".{os.getpid()}.{secrets.token_hex(4)}.tmp"
     tmp = path.with_name("." + os.fsdecode(os.fsencode(path.name)[: NAME_MAX - 1 - len(tail)]) + tail)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,7 +254,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
-        raise UserError(f"cannot write image '{path}': {exc.strerror or exc}") from exc
+        raise UserError(f"cannot write {what} '{path}': {exc.strerror or exc}") from exc
     except BaseException:
         _remove(tmp)
         raise

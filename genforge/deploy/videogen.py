@@ -19,13 +19,13 @@ A video Frechet distance on a trained 3D-conv feature network is not part of thi
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
+from genforge.data.io import write_file
 from genforge.deploy.generator import GeneratorWrapper
 from genforge.deploy.infer import OnnxSignature
 from genforge.errors import UserError
@@ -82,14 +82,7 @@ def write_clips(path, clips: torch.Tensor, *, nrow: int = 8, fps: float = DEFAUL
     path = check_target(path)
     frames = grid_frames(clips, nrow)
     if path.suffix.lower() == ".gif":
-        tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.partial")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(encode_gif(frames, fps))
-            os.replace(tmp, path)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            raise UserError(f"cannot write '{path}': {err.strerror or err}") from None
+        write_file(path, encode_gif(frames, fps), what="clips")
         return path
     from fractions import Fraction
 

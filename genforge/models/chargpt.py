@@ -51,18 +51,19 @@ class Block(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        causal = True
         if cache is not None:
             if cache:  # keys and values of the earlier positions
                 k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-                causal = t > 1  # one new query sees every cached key; several need the mask offset
             cache[:] = [k, v]
-        if causal and k.shape[2] != t:  # several new queries after a cache: explicit offset mask
-            mask = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - t)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+        past = k.shape[2] - t
+        if past == 0:  # training, ONNX, a fresh cache
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)
+        elif t == 1:  # one new query sees every cached key
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:  # several new queries after cached ones: the causal mask shifted by the past
+            mask = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
         return x + self.mlp(self.ln2(x))
 

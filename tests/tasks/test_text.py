@@ -126,7 +126,7 @@ train: {{steps: 40, batch_size: 8, threads: 1, log_every: 10, eval_every: 40, ch
     text = model.generate_text("def ", tokens=30, seed=0, temperature=0.5)
     assert isinstance(text, str) and len(text.encode("utf-8", "replace")) >= 10
     assert model.generate_text("def ", tokens=30, seed=0, temperature=0.5) == text  # seeded
-    result = model.evaluate(["bpc"])
+    result = model.evaluate(["bpc", "ngram"])
     assert result["bpc"] < result["baseline_unigram"]
     for bad in ({"tokens": 0}, {"tokens": 10**6}, {"top_k": 0}, {"temperature": -1}):
         with pytest.raises(UserError):
