@@ -98,8 +98,7 @@ class TextGenerator(InferenceWrapper):
         it, in consecutive windows) and, with "ngram", the unigram and Kneser-Ney n-gram baselines on the
         same split (~10 s to count)."""
         from genforge.data.text import as_tokens, holdout_windows, read_corpus
-        from genforge.metrics.ngram import baselines
-        from genforge.tasks.text import window_bits
+        from genforge.metrics.ngram import baselines, window_bits
         corpus = read_corpus(dataset or self.source.config["data"]["dataset"])
         tokens = as_tokens(corpus.holdout).to(self.device)
         bits = count = 0

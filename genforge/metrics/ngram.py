@@ -1,6 +1,7 @@
-"""Baselines for text models, over the same byte tokens: a unigram model and interpolated Kneser-Ney
-n-gram models (Kneser and Ney 1995; the interpolated form of Chen and Goodman 1998), scored as total
-bits on a held-out text.
+"""Bits of text under a model (``window_bits``: what training validation and `genforge eval` score)
+and the baselines for text models, over the same byte tokens: a unigram model and interpolated
+Kneser-Ney n-gram models (Kneser and Ney 1995; the interpolated form of Chen and Goodman 1998), scored
+as total bits on a held-out text.
 
 Interpolated Kneser-Ney of order N, for a byte w after the context h (the previous N-1 bytes):
 
@@ -19,6 +20,15 @@ import math
 from collections import Counter, defaultdict
 
 VOCAB = 256
+
+
+def window_bits(forward, window) -> tuple[float, int]:
+    """(total bits, tokens predicted) of one window of tokens under ``forward`` (token ids (1, T) ->
+    logits (1, T, 256), a module or an ONNX runner): every token after the first, given those before it."""
+    import torch.nn.functional as F
+    logits = forward(window[None, :-1])
+    nats = F.cross_entropy(logits[0].float(), window[1:], reduction="sum")
+    return float(nats) / math.log(2), len(window) - 1
 
 
 def unigram_bits(train: bytes, holdout: bytes) -> float:

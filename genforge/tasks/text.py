@@ -9,11 +9,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
 from genforge import registry
 from genforge.data.text import TokenBatches, as_tokens, holdout_windows, read_corpus
 from genforge.engine.callbacks import Validation
+from genforge.metrics.ngram import window_bits
 from genforge.schema import Optim, Strict
 from genforge.tasks.base import OneNetworkTask, evaluating
 
@@ -25,14 +25,6 @@ class TextTaskConfig(Strict):
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     val_windows: int = Field(32, ge=0, description="Holdout windows (of model.block_size bytes) scored every "
                              "train.eval_every steps; genforge eval scores the whole holdout.")
-
-
-def window_bits(net: nn.Module, window: torch.Tensor) -> tuple[float, int]:
-    """(total bits, tokens predicted) of one window of tokens: every token after the first, given those
-    before it."""
-    logits = net(window[None, :-1])
-    nats = F.cross_entropy(logits[0].float(), window[1:], reduction="sum")
-    return float(nats) / math.log(2), len(window) - 1
 
 
 @registry.register_task("text", TextTaskConfig, models=("chargpt",), family="text",

@@ -158,7 +158,7 @@ def test_the_shipped_model_continues_a_prompt_offline():
     assert model.describe()["block_size"] == 128
     # beats the bigram-free unigram by far on a window of the holdout (the card has the whole holdout)
     corpus = read_corpus("pydoc")
-    from genforge.tasks.text import window_bits
+    from genforge.metrics.ngram import window_bits
     window = as_tokens(corpus.holdout[:129])
     with torch.no_grad():
         bits, n = window_bits(model.module, window)
