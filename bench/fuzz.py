@@ -455,7 +455,7 @@ def _messages(stderr: str) -> list[str]:
 
 # -- the Python API, in a child process --------------------------------------------------------------------
 
-def api_worker(model: str, base: str, listing: str, report: str) -> int:
+def api_worker(model: str, base: str, listing: str, report: str, max_pixels: str) -> int:
     import torch
     torch.set_num_threads(1)
     from genforge.deploy.upscaler import Upscaler
@@ -466,7 +466,7 @@ def api_worker(model: str, base: str, listing: str, report: str) -> int:
             out.write(json.dumps({"start": rel}) + "\n")
             start = time.perf_counter()
             try:
-                up.upscale(os.path.join(base, rel))
+                up.upscale(os.path.join(base, rel), max_pixels=int(max_pixels))  # the CLIs' limit
                 what, msg = OK, ""
             except UserError as err:
                 what, msg = CLEAN, str(err).splitlines()[0] if str(err) else ""
@@ -476,11 +476,13 @@ def api_worker(model: str, base: str, listing: str, report: str) -> int:
     return 0
 
 
-def run_api_entry(model: Path, cases: list[Case], base: dict[str, Path], tmp: Path, timeout: float) -> dict:
+def run_api_entry(model: Path, cases: list[Case], base: dict[str, Path], tmp: Path, timeout: float,
+                  max_pixels: int) -> dict:
     listing, report = tmp / "api_list.json", tmp / "api_report.jsonl"
     rels = [str(base["videos" if c.kind == "video" else "images"] / c.rel) for c in cases]
     listing.write_text(json.dumps(rels))
-    result = run_child([sys.executable, __file__, "--api-worker", str(model), "/", str(listing), str(report)], timeout)
+    result = run_child([sys.executable, __file__, "--api-worker", str(model), "/", str(listing), str(report),
+                        str(max_pixels)], timeout)
     done = {}
     for line in report.read_text().splitlines() if report.exists() else []:
         row = json.loads(line)
@@ -678,7 +680,7 @@ def main(argv=None) -> int:
     p.add_argument("--strict", action="store_true", help="also fail on an input over 30 s, on stray stderr "
                    "lines (not genforge's error:/note: lines) and on non-UserError exceptions a batch caught")
     p.add_argument("--keep", action="store_true", help="keep the generated folder (its path is printed)")
-    p.add_argument("--api-worker", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--api-worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.api_worker:
         return api_worker(*args.api_worker)
@@ -706,7 +708,7 @@ def main(argv=None) -> int:
                    str(tmp / "out_translate"), *common]
             runs.append(run_cli_entry("translate CLI", cmd, images, base, tmp / "out_translate", "png", timeout))
         if "api" in entries:
-            runs.append(run_api_entry(sr, cases, base, tmp, timeout))
+            runs.append(run_api_entry(sr, cases, base, tmp, timeout, max_pixels))
         if "service" in entries:
             runs.append(run_service_entry(sr, cases, base, max_pixels, timeout))
         for run in runs:
