@@ -5,7 +5,8 @@ through four entry points and tabulates what happened to each input:
 
 * ``upscale`` CLI: one process over the whole folder (plus the video files, given directly);
 * ``translate`` CLI: one process over the image folder;
-* the Python API: ``Upscaler.upscale(path, max_pixels=...)`` (the CLIs' limit) on every input, in a child process (so its peak RSS and any
+* the Python API: ``Upscaler.upscale(path, max_pixels=...)`` (the CLIs' limit) on every input, in a
+  child process (so its peak RSS and any
   crash are its own); a ``UserError`` is a clean refusal, any other exception a traceback;
 * the service: ``genforge serve`` in a child process, ``POST /v1/upscale`` with every readable file; 4xx is
   a clean refusal, 5xx (or a dropped connection) a failure.
