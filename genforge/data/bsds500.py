@@ -101,3 +101,24 @@ def read_annotations(spec: str, split: str = "train") -> tuple[list[np.ndarray],
         regions.append(segmentation)
         ids.append(photo.stem)
     return contours, regions, ids
+
+
+TRANSLATION_SPLITS = {"train": "train", "holdout": "val"}  # translation's split names -> BSDS500's
+
+
+def contour_pairs(spec: str, split: str = "train"):
+    """``bsds500:PATH`` as a paired translation set: human contours -> photo, the real edges2photos.
+
+    A is the annotators' mean boundary map as white-on-black uint8 (255 where every annotator drew
+    a contour), grey-dilated by one pixel like the bundled edges2photos' Canny maps, so a model
+    trained here also reads those; B is the photo. ``train`` is train + test (400 pairs), ``holdout``
+    is val (BSD100), the split the SR models are scored on too."""
+    from scipy import ndimage
+
+    from genforge.data.pair_folders import TranslationData
+
+    contours, _, ids = read_annotations(spec, TRANSLATION_SPLITS[split])
+    photos, _ = read_photos(spec, TRANSLATION_SPLITS[split])
+    cross = ndimage.generate_binary_structure(2, 1)
+    edges = [np.rint(255 * ndimage.grey_dilation(c, footprint=cross)).astype(np.uint8)[:, :, None] for c in contours]
+    return TranslationData("paired", edges, photos, [f"{i}.mat" for i in ids], [f"{i}.jpg" for i in ids], 1, 3)

@@ -6,7 +6,8 @@ already have, and ``read_translation``, which also serves the bundled pair sets 
   the pix2pix datasets ship) in ``PATH/<split>`` or ``PATH`` itself;
 * ``unaligned:PATH`` - ``PATH/trainA``, ``PATH/trainB`` (holdout: ``testA``, ``testB``);
 * ``semantic:PATH`` - ``PATH/labels`` (single-channel PNGs of class ids) and ``PATH/images``
-  matched by relative path without suffix, optionally under ``PATH/<split>``; needs ``label_nc``.
+  matched by relative path without suffix, optionally under ``PATH/<split>``; needs ``label_nc``;
+* ``bsds500:PATH`` - the Berkeley photos with their human contours: contours -> photo (data/bsds500.py).
 
 Split ``train`` is the sub-folder ``train``; ``holdout`` is ``test``, or ``val`` when there is no
 ``test``. A folder without split sub-folders serves both splits (with a warning for holdout).
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genforge.data import bsds500
 from genforge.data.io import list_image_files, read_image, read_label_map
 from genforge.errors import UserError
 
@@ -238,9 +240,11 @@ def read_translation(spec: str, split: str = "train", *, label_nc: int | None = 
         raise UserError(f"translation datasets have splits {', '.join(SPLITS)}, not '{split}'")
     if spec in BUNDLED:
         return bundled_pairs(spec, split, label_nc=label_nc)
+    if spec.startswith(bsds500.PREFIX):
+        return bsds500.contour_pairs(spec, split)
     prefix = next((p for p in _PREFIXES if spec.startswith(p)), None)
     if prefix is None:
-        valid = ", ".join([*BUNDLED, *(f"{p}PATH" for p in _PREFIXES)])
+        valid = ", ".join([*BUNDLED, *(f"{p}PATH" for p in (*_PREFIXES, bsds500.PREFIX))])
         raise UserError(f"unknown translation dataset '{spec}' (valid: {valid})")
     if not spec[len(prefix) :]:
         raise UserError(f"dataset '{spec}' needs a path, e.g. {prefix}/data/facades")

@@ -57,6 +57,23 @@ def test_annotations_mean_the_annotators(tmp_path):
     assert contours[0][0, 0] == 0 and set(np.unique(regions[0])) == {1, 2}
 
 
+def test_contour_pairs_serve_pix2pix(tmp_path):
+    """bsds500:PATH as a translation set: contours (white on black, dilated one pixel) -> photo,
+    train = train + test, holdout = val."""
+    from genforge.data.pair_folders import read_translation
+
+    root = miniature(tmp_path / "BSDS500")
+    train = read_translation(f"bsds500:{root}", "train")
+    holdout = read_translation(f"bsds500:{root}", "holdout")
+    assert train.kind == "paired" and len(train.a) == 4 and len(holdout.a) == 2
+    assert (train.a_channels, train.b_channels) == (1, 3)
+    edges = holdout.a[0][:, :, 0]
+    assert edges.shape == (24, 32) and edges.dtype == np.uint8
+    # annotators drew columns 10 and 11 (mean 0.5 each); the dilation widens them to 9..12 at 128
+    assert list(edges[5, 8:14]) == [0, 128, 128, 128, 128, 0]
+    assert np.array_equal(holdout.b[0], read_photos(f"bsds500:{root}", "val")[0][0])
+
+
 @pytest.mark.parametrize("spec,match", [("bsds500:", "needs a path"), ("bsds500:/nonexistent/BSDS", "does not exist"),
                                         ("bsds500:{tmp}", "no data/images")])
 def test_bad_paths_are_one_clear_error(tmp_path, spec, match):
