@@ -7,6 +7,8 @@ holdout L1/PSNR/SSIM against the ground truth: the paired target, or for the unp
 the known true mapping. One PNG grid per model (holdout input | output | ground truth).
 
     python bench/translation.py [--budget 480] [--models pix2pix,pix2pix_l1,cyclegan,spade]
+    python bench/translation.py --upsample [--budget 300]   # the upsampler table: each generator x
+                                                            # transposed | resize_conv[_bilinear] | pixel_shuffle
 
 Writes bench/results/translation.md/.json, bench/results/translation_<model>.png and the README
 section between the bench:translation markers."""
@@ -35,6 +37,11 @@ MODELS = {  # name -> (config, overrides)
     "cyclegan": ("cyclegan_photo2poster", []),
     "spade": ("spade_labels2photos", []),
 }
+UPSAMPLES = ("transposed", "resize_conv", "resize_conv_bilinear", "pixel_shuffle")
+for _base, _config in (("pix2pix", "pix2pix_edges2photos"), ("cyclegan", "cyclegan_photo2poster")):
+    for _up in UPSAMPLES:  # the generator's upsampler at one equal budget: the measured choice of default
+        MODELS[f"{_base}_up_{_up}"] = (_config, [f"model.upsample={_up}"])
+DEFAULT_MODELS = "pix2pix,pix2pix_l1,cyclegan,spade"
 
 
 def seconds_per_step(config: str, overrides: list[str], patch: int, steps: int = 6) -> float:
@@ -90,14 +97,15 @@ def run_model(name: str, budget: float, out_root) -> dict:
           overrides + [f"train.steps={steps}", f"train.checkpoint_every={steps}", f"train.eval_every={steps}",
                        f"train.sample_every={steps}"], run_dir=str(run), progress=False)
     seconds = time.perf_counter() - t0
-    result = evaluate(str(run), ["l1", "psnr", "ssim"])
+    result = evaluate(str(run), ["l1", "psnr", "ssim", "checkerboard"])
     grid(run, RESULTS / f"translation_{name}.png")
     task = build_task(cfg, torch.device("cpu"))
     params = sum(p.numel() for p in task.export_module().parameters())
     return {"name": name, "config": config, "overrides": overrides, "dataset": cfg.data.dataset,
             "params": params, "s_per_iter_128": s128, "batch_size": cfg.train.batch_size,
             "train_patch": cfg.task.patch_size, "steps": steps, "train_seconds": seconds,
-            "l1": result["l1"], "psnr": result["psnr"], "ssim": result["ssim"], "per_image": result["per_image"]}
+            "l1": result["l1"], "psnr": result["psnr"], "ssim": result["ssim"],
+            "checkerboard": result["checkerboard"], "s_per_iter": s_train, "per_image": result["per_image"]}
 
 
 def table(rows: list[dict], budget: float) -> str:
@@ -117,10 +125,26 @@ def table(rows: list[dict], budget: float) -> str:
     return "\n".join(lines)
 
 
+def upsample_table(rows: list[dict], budget: float) -> str:
+    lines = [f"The generators' upsampler (`model.upsample`) at one equal CPU budget of {budget / 60:.0f} min each "
+             "(steps = budget / measured s per step at the config's crop size; everything else the shipped "
+             "config's). Holdout images whole; checkerboard = the output's period-2/4 grid energy over the ground "
+             f"truth's (1 = the same; genforge/metrics/checkerboard.py). {machine_line()}.", "",
+             "| generator | upsample | s/iter (train crops) | steps | holdout L1 | PSNR | SSIM | checkerboard |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base, up = r["name"].split("_up_")
+        lines.append(f"| {base} | {up} | {r['s_per_iter']:.3f} | {r['steps']:,} | {r['l1']:.4f} | {r['psnr']:.2f} "
+                     f"| {r['ssim']:.4f} | {r['checkerboard']:.2f} |")
+    return "\n".join(lines + [""])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=480.0, help="training seconds per model")
-    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--models", default=DEFAULT_MODELS)
+    p.add_argument("--upsample", action="store_true", help="the upsampler table (pix2pix and cyclegan x "
+                   "each model.upsample), written to translation_upsample.md/.json and its README section")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "runs" / "translation"))
     p.add_argument("--table-only", action="store_true", help="rewrite the tables from translation.json")
@@ -128,6 +152,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from pathlib import Path
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.upsample:
+        saved = RESULTS / "translation_upsample.json"
+        if args.table_only:
+            data = json.loads(saved.read_text())
+            rows, budget = data["models"], data["budget"]
+        else:
+            rows, budget = [], args.budget
+            for name in (m for m in MODELS if "_up_" in m):
+                rows.append(run_model(name, budget, Path(args.out)))
+                print(json.dumps({k: v for k, v in rows[-1].items() if k != "per_image"}), flush=True)
+                saved.write_text(json.dumps({"budget": budget, "models": rows}, indent=2))
+        text = upsample_table(rows, budget)
+        (RESULTS / "translation_upsample.md").write_text("# Translation: the upsampler\n\n" + text)
+        write_readme_section("translation-upsample", text)
+        print(text)
+        return
     saved = RESULTS / "translation.json"
     if args.table_only:
         data = json.loads(saved.read_text())
