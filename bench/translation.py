@@ -21,7 +21,6 @@ import time
 
 from common import RESULTS, ROOT, machine_line, write_readme_section  # noqa: E402  (path, OpenMP first)
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from genforge.config import load_config  # noqa: E402
@@ -64,24 +63,9 @@ def seconds_per_step(config: str, overrides: list[str], patch: int, steps: int =
 
 def grid(run, out) -> None:
     """Holdout crops: input | output | ground truth, one row per holdout image."""
-    from genforge.data.io import write_image
-    from genforge.demo import _rgb, _show_input
+    from genforge.demo import translation_sheet
     from genforge.deploy.translator import Translator
-    tr = Translator(str(run), device="cpu")
-    cfg = tr.source.config
-    data = read_translation(cfg["data"]["dataset"], "holdout", label_nc=cfg["model"].get("label_nc"))
-    truth = data.truth if data.kind == "unpaired" else data.b
-    rows = []
-    for a, target in zip(data.a, truth):
-        size = min(192, *target.shape[:2])
-        top, left = (target.shape[0] - size) // 2, (target.shape[1] - size) // 2
-        tiles = [x[top:top + size, left:left + size]
-                 for x in (_show_input(a, tr.label_nc), _rgb(tr.translate_array(a)), _rgb(target))]
-        gap = np.full((size, 4, 3), 255, np.uint8)
-        rows.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    write_image(out, np.concatenate(rows, axis=0))
+    translation_sheet([Translator(str(run), device="cpu")], out)
 
 
 def run_model(name: str, budget: float, out_root) -> dict:

@@ -127,14 +127,8 @@ def translation_demo(out: Path) -> list[Path]:
         truth = data.truth if data.kind == "unpaired" else data.b
         a, target = data.a[0], truth[0]
         result = tr.translate_array(a)
-        shown = _show_input(a, tr.label_nc)
-        h, w = target.shape[:2]
-        size = min(256, h, w)
-        top, left = (h - size) // 2, (w - size) // 2
-        tiles = [x[top:top + size, left:left + size] for x in (shown, _rgb(result), _rgb(target))]
-        gap = np.full((size, 6, 3), 255, np.uint8)
         path = out / f"{name}.png"
-        write_image(path, np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
+        write_image(path, comparison_row([_show_input(a, tr.label_nc), _rgb(result), _rgb(target)], 256, gap=6))
         print(f"      {name:<24} {data.names_a[0]}: PSNR {psnr(_rgb(result), _rgb(target)):.2f} dB (whole image, RGB)")
         written.append(path)
     return written
@@ -195,6 +189,31 @@ def text_demo(out: Path, model: str = "chargpt-pydoc", prompt: str = "A class de
     path = out / f"{model}.txt"
     path.write_text(text + "\n", encoding="utf-8")
     return path
+
+
+def comparison_row(images: list[np.ndarray], size: int, gap: int = 4) -> np.ndarray:
+    """The images' centre crops (at most size x size, all the same side) side by side, white gaps."""
+    side = min(size, *(min(x.shape[:2]) for x in images))
+    tiles = []
+    for x in images:
+        top, left = (x.shape[0] - side) // 2, (x.shape[1] - side) // 2
+        tiles += [_rgb(x[top:top + side, left:left + side]), np.full((side, gap, 3), 255, np.uint8)]
+    return np.concatenate(tiles[:-1], axis=1)
+
+
+def translation_sheet(translators: list, out: Path, size: int = 192, rows: int = 4) -> Path:
+    """One row per holdout image (the first `rows`) of the first translator's data: input | each
+    translator's output | ground truth (for unpaired data with a known mapping: the true B)."""
+    from genforge.data.io import write_image
+    from genforge.data.preprocess import read_run_data
+    data = read_run_data(translators[0].source.config, "holdout")
+    truth = data.truth if data.kind == "unpaired" else data.b
+    lines = [comparison_row([_show_input(a, translators[0].label_nc), *(tr.translate_array(a) for tr in translators),
+                             target], size) for a, target in list(zip(data.a, truth))[:rows]]
+    width = max(r.shape[1] for r in lines)
+    lines = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in lines]
+    write_image(out, np.concatenate(lines, axis=0))
+    return out
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

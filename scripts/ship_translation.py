@@ -4,17 +4,22 @@
 
 Each card gives the task, data, preset, steps (and which limit ended the run: train.steps or
 train.max_minutes), CPU time and the holdout L1/PSNR/SSIM and checkerboard figure of whole images
-against their ground truth (for the unpaired photo2poster: against the known true mapping)."""
+against their ground truth (for the unpaired photo2poster: against the known true mapping). The
+sheet bench/results/translation_NAME_before_after.png shows input | the model replaced | the new one
+| ground truth on the holdout."""
 
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from genforge.data.builtin_pairs import BUNDLED  # noqa: E402
+from genforge.demo import translation_sheet  # noqa: E402
+from genforge.deploy.translator import Translator  # noqa: E402
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
 from genforge.engine.logging import cpu_time_text  # noqa: E402
 from genforge.evaluate import evaluate  # noqa: E402
@@ -44,12 +49,20 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
     elif ended == "steps":
         steps += ", ended by train.steps"
     params = sum(v.numel() for v in source.state.values())
-    description = f"{WHAT[kind]} trained on the bundled {data}."
+    if data.startswith("bsds500:"):
+        description = (f"{WHAT[kind]} trained on BSDS500's human-drawn contours (P. Arbelaez, M. Maire, C. Fowlkes "
+                       "and J. Malik, \"Contour Detection and Hierarchical Image Segmentation\", IEEE TPAMI 33(5), "
+                       "2011).")
+        data_row = ("BSDS500 (`bsds500:PATH`, ../shared/datasets): the annotators' mean contours -> the photo; "
+                    "train + test (400 photos) trained on, val (BSD100, 100 photos) held out")
+    else:
+        description = f"{WHAT[kind]} trained on the bundled {data}."
+        data_row = f"bundled `{data}`: {BUNDLED[data]['description']}"
     truth = "the known true mapping (posterize)" if kind == "cyclegan" else "the paired ground truth"
     lines = [f"# {name}", "", description, "", f"`{USAGE[kind].format(name=name)}`", "",
              "| | |", "|---|---|",
              "| task | image translation |",
-             f"| data | bundled `{data}`: {BUNDLED[data]['description']} |",
+             f"| data | {data_row} |",
              f"| network | `{m['name']}`, upsampling `{m.get('upsample', 'transposed')}`, {params:,} parameters, "
              "stored as float16 (config.json has every setting) |",
              f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
@@ -59,9 +72,9 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
              "period-2/4 grid energy of the output over the ground truth's, 1 = the same, see "
              "genforge/metrics/checkerboard.py):", "",
              "| image | L1 | PSNR | SSIM | checkerboard |", "|---|---|---|---|---|"]
-    for img, r in result["per_image"].items():
+    for img, r in list(result["per_image"].items()) if len(result["per_image"]) <= 10 else []:
         lines.append(f"| {img} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['checkerboard']:.2f} |")
-    lines.append(f"| mean | {result['l1']:.4f} | {result['psnr']:.2f} | {result['ssim']:.4f} | "
+    lines.append(f"| mean of {len(result['per_image'])} | {result['l1']:.4f} | {result['psnr']:.2f} | {result['ssim']:.4f} | "
                  f"{result['checkerboard']:.2f} |")
     if "input_unchanged_psnr" in result:
         lines += ["", f"The input returned unchanged scores L1 {result['input_unchanged_l1']:.4f}, PSNR "
@@ -80,8 +93,17 @@ def main() -> None:
         result = evaluate(str(run), ["l1", "psnr", "ssim", "checkerboard"])
         text, description = card(name, run, result)
         out = PRETRAINED_DIR / name
-        shutil.rmtree(out, ignore_errors=True)
-        export_folder(str(run), out, description=description, card=text, half=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            before = None
+            if (out / "model.safetensors").is_file():  # the model this one replaces, for the before/after sheet
+                before = Path(tmp) / name
+                shutil.copytree(out, before)
+            shutil.rmtree(out, ignore_errors=True)
+            export_folder(str(run), out, description=description, card=text, half=True)
+            models = [Translator(str(before), device="cpu")] if before else []
+            sheet = translation_sheet([*models, Translator(str(out), device="cpu")],
+                                      ROOT / "bench" / "results" / f"translation_{name}_before_after.png")
+            print(f"{sheet.relative_to(ROOT)}: input | {'before | ' if before else ''}after | ground truth")
         print(json.dumps({name: {k: result[k] for k in ("l1", "psnr", "ssim", "checkerboard")}}))
 
 
