@@ -74,8 +74,8 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
              "| image | L1 | PSNR | SSIM | checkerboard |", "|---|---|---|---|---|"]
     for img, r in list(result["per_image"].items()) if len(result["per_image"]) <= 10 else []:
         lines.append(f"| {img} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['checkerboard']:.2f} |")
-    lines.append(f"| mean of {len(result['per_image'])} | {result['l1']:.4f} | {result['psnr']:.2f} | {result['ssim']:.4f} | "
-                 f"{result['checkerboard']:.2f} |")
+    lines.append(f"| mean of {len(result['per_image'])} | {result['l1']:.4f} | {result['psnr']:.2f} | "
+                 f"{result['ssim']:.4f} | {result['checkerboard']:.2f} |")
     if "input_unchanged_psnr" in result:
         lines += ["", f"The input returned unchanged scores L1 {result['input_unchanged_l1']:.4f}, PSNR "
                       f"{result['input_unchanged_psnr']:.2f} dB against the same targets: "
