@@ -252,3 +252,17 @@ def test_half_precision_model_folder(runs, tmp_path):
     a = Translator(str(full), device="cpu").translate_array(x)
     b = Translator(str(half), device="cpu").translate_array(x)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_comparison_sheet_rows_and_columns(runs, tmp_path):
+    """The before/after sheet: one row per holdout image (up to `rows`), input | each model | truth, each
+    tile a centre crop of one side, white gaps between."""
+    from PIL import Image
+
+    from genforge.demo import comparison_row, translation_sheet
+    tr = Translator(str(runs["pix2pix"]), device="cpu")
+    out = translation_sheet([tr, tr], tmp_path / "sheet.png", size=40, rows=2)
+    width, height = Image.open(out).size
+    assert (width, height) == (4 * 40 + 3 * 4, 2 * (40 + 4))
+    row = comparison_row([np.zeros((50, 60, 1), np.uint8), np.full((30, 70, 3), 9, np.uint8)], 64, gap=2)
+    assert row.shape == (30, 30 + 2 + 30, 3) and (row[:, 30:32] == 255).all() and (row[:, 32:] == 9).all()
