@@ -1,6 +1,7 @@
 """The text family's inference wrapper: prompt continuation with a byte-level causal transformer
 (`genforge generate-text`, `genforge.load(name).generate_text(...)`, POST /v1/generate-text) and
-`genforge eval` (holdout bits per character beside the unigram and Kneser-Ney baselines)."""
+`genforge eval` (holdout bits per character beside the unigram and Kneser-Ney baselines, and the n-gram
+overlap with the holdout and distinct-n of sampled continuations beside those of real text)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from genforge.registry import register_wrapper
 
 MAX_TOKENS = 4096  # per request or command
 MAX_PROMPT = 8192  # bytes
+SAMPLES, SAMPLE_BYTES, SAMPLE_PROMPT = 32, 256, 32  # genforge eval's "samples": at most 32 continuations
 
 
 class TextRequest(BaseModel):
@@ -53,7 +55,7 @@ def decode(data: bytes) -> str:
 class TextGenerator(InferenceWrapper):
     noun = "text model"
     hint = " (use genforge sample for image generators)"
-    metrics = ("bpc", "ngram")
+    metrics = ("bpc", "ngram", "samples")
 
     def describe(self) -> dict:
         m = self.source.config["model"]
@@ -64,14 +66,16 @@ class TextGenerator(InferenceWrapper):
                        top_p: float | None = None, seed: int = 0) -> bytes:
         check_options(tokens, temperature, top_k, top_p, prompt)
         start = torch.tensor([list(prompt or b"\n")], dtype=torch.long, device=self.device)
-        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(seed))
-        if hasattr(self.module, "generate"):  # PyTorch: with the key/value cache
-            out = self.module.generate(start, tokens, **options)
-        else:  # an .onnx file: ONNX Runtime gives logits, the sampling loop is ours
-            from genforge.models.chargpt import generate_uncached
-            block = int(self.source.config["model"]["block_size"])
-            out = generate_uncached(self.module, start, tokens, block, **options)
+        out = self._generate(start, tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         return bytes(out[0, start.shape[1]:].tolist())
+
+    def _generate(self, start: torch.Tensor, tokens: int, *, seed: int, **options) -> torch.Tensor:
+        options["generator"] = torch.Generator().manual_seed(seed)
+        if hasattr(self.module, "generate"):  # PyTorch: with the key/value cache
+            return self.module.generate(start, tokens, **options)
+        from genforge.models.chargpt import generate_uncached  # an .onnx file: ONNX Runtime gives logits
+        return generate_uncached(self.module, start, tokens, int(self.source.config["model"]["block_size"]),
+                                 **options)
 
     @classmethod
     def onnx_signature(cls, module, gen: torch.Generator) -> OnnxSignature:
@@ -93,10 +97,14 @@ class TextGenerator(InferenceWrapper):
             raise UserError("the prompt must be text (str)")
         return decode(self.generate_bytes(prompt.encode("utf-8"), tokens, **options))
 
-    def evaluate(self, metrics: list[str], *, dataset: str | None = None, **_) -> dict:
+    def evaluate(self, metrics: list[str], *, dataset: str | None = None, n: int = SAMPLES, seed: int = 0,
+                 temperature: float = 1.0, **_) -> dict:
         """Holdout bits per character of the model (every byte scored given up to block_size - 1 before
         it, in consecutive windows) and, with "ngram", the unigram and Kneser-Ney n-gram baselines on the
-        same split (~10 s to count)."""
+        same split (~10 s to count); with "samples", ``sample_ngrams``: word n-gram overlap with the holdout
+        and distinct-n of min(n, 32) continuations of 256 bytes (prompts: 32 bytes at evenly spread places of
+        the holdout; the given temperature, no top-k; seeded), beside the same of as many 256-byte windows of
+        the training text (real text, none of it the holdout's)."""
         from genforge.data.text import as_tokens, holdout_windows, read_corpus
         from genforge.metrics.ngram import baselines, window_bits
         corpus = read_corpus(dataset or self.source.config["data"]["dataset"])
@@ -104,14 +112,33 @@ class TextGenerator(InferenceWrapper):
         bits = count = 0
         with torch.no_grad():
             for window in holdout_windows(tokens, int(self.module.block_size)):
-                b, n = window_bits(self.module, window)
-                bits, count = bits + b, count + n
+                b, k = window_bits(self.module, window)
+                bits, count = bits + b, count + k
         result = {"dataset": corpus.name, "holdout_bytes": len(corpus.holdout), "holdout_chars": corpus.holdout_chars,
                   "bpc": bits * len(corpus.holdout) / count / corpus.holdout_chars}
         if "ngram" in metrics:
             result.update({f"baseline_{k}": v for k, v in baselines(corpus.train, corpus.holdout,
                                                                     corpus.holdout_chars).items()})
+        if "samples" in metrics:
+            result.update(self._sample_ngrams(corpus, max(1, min(n, SAMPLES)), seed, temperature))
         return result
+
+    def _sample_ngrams(self, corpus, count: int, seed: int, temperature: float) -> dict:
+        import random
+
+        from genforge.metrics.ngram import sample_scores
+        holdout, train = corpus.holdout, corpus.train
+        starts = [i * max(0, len(holdout) - SAMPLE_PROMPT) // count for i in range(count)]
+        prompts = torch.tensor([list(holdout[s:s + SAMPLE_PROMPT].ljust(SAMPLE_PROMPT, b"\n")) for s in starts],
+                               dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            out = self._generate(prompts, SAMPLE_BYTES, temperature=temperature, seed=seed)
+        samples = [bytes(row[SAMPLE_PROMPT:].tolist()) for row in out]
+        rng = random.Random(seed)
+        real = [train[s:s + SAMPLE_BYTES] for s in (rng.randrange(max(1, len(train) - SAMPLE_BYTES))
+                                                    for _ in range(count))]
+        return {"samples": count, "sample_temperature": temperature,
+                "sample_ngrams": {"model": sample_scores(samples, holdout), "real_text": sample_scores(real, holdout)}}
 
     @classmethod
     def add_routes(cls, app, service) -> None:

@@ -1,20 +1,24 @@
 """The video-generation family's inference wrapper: a generator (z_content, z_motion [, label]) -> clips
 (B, T, C, H, W) in [-1, 1], its ONNX signature, `genforge sample` for it (a grid of clips as an
 animated GIF or a video, or one GIF per clip), POST /v1/generate-video (an animated GIF grid) and
-`genforge eval`:
+`genforge eval` (the measures live in metrics/video_net.py):
 
     fid, kid   per frame, in the digits features (or --features), against the fixed real holdout
-               clips' frames; beside them the same between two halves of the real clips
-    identity   the share of clips whose every frame the shipped digits classifier puts in one class
-               (one-digit movingdigits models), beside the same for the real holdout clips, and the
-               mean share of a clip's frames in its most common class
+               clips' frames; beside them the same between two halves of the real clips. The digits
+               features also get a digit_size window centred on each frame's centre of mass (the
+               digit itself, as the classifier was trained on whole digits): fid_crops, kid_crops
+    precision, recall   per frame (one frame a clip; the digit crops for one-digit clips) against the
+               holdout clips; beside them (_real) the same for as many real clips of the train split
+    identity   the share of clips whose frames the shipped digits classifier puts in one class (two
+               digits: one unordered pair of classes; video_net.py says how), beside the same for the
+               real holdout clips, and the mean share of a clip's frames in its most common class
+    video_fd   the Frechet distance to the holdout clips in the features of VideoNet, a 3D-conv network
+               trained on real moving digits; beside it (_real) the same for real train-split clips
     accuracy   conditional models: the share of frames classified as the requested digit
 
-The classifier and the features see a digit_size window centred on each frame's centre of mass,
-the digit itself, as the classifier was trained on whole digits (FID also gets the whole frame:
-fid_crops and fid differ). GIFs are written with Pillow (an exact grey palette; FFmpeg's GIF encoder
-quantises grey to its rgb8 palette); other video files with deploy/video.py's writer (H.264, VP9).
-A video Frechet distance on a trained 3D-conv feature network is not part of this (yet)."""
+model_vs_real puts each figure beside the real clips' own. GIFs are written with Pillow (an exact grey
+palette; FFmpeg's GIF encoder quantises grey to its rgb8 palette); other video files with
+deploy/video.py's writer (H.264, VP9)."""
 
 from __future__ import annotations
 
@@ -94,44 +98,20 @@ def write_clips(path, clips: torch.Tensor, *, nrow: int = 8, fps: float = DEFAUL
     return path
 
 
-# --- the digits judges ------------------------------------------------------------------------------
-def centred_crops(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, C, H, W) frames in [-1, 1] -> (N, C, size, size): the window centred on each frame's centre of
-    brightness (clamped to the frame), where the digit is."""
-    n, c, h, w = frames.shape
-    if size >= min(h, w):
-        return frames
-    weight = (frames.mean(1) + 1).clamp_(min=0) + 1e-6  # (N, H, W): brightness, never all zero
-    total = weight.sum((1, 2))
-    cy = (weight.sum(2) * torch.arange(h)).sum(1) / total
-    cx = (weight.sum(1) * torch.arange(w)).sum(1) / total
-    top = (cy - (size - 1) / 2).round().long().clamp_(0, h - size)
-    left = (cx - (size - 1) / 2).round().long().clamp_(0, w - size)
-    rows = (top[:, None] + torch.arange(size))[:, None, :, None]
-    cols = (left[:, None] + torch.arange(size))[:, None, None, :]
-    return frames[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-
-
-def identity_scores(predicted: torch.Tensor) -> tuple[float, float]:
-    """Predicted classes (clips, T) -> (share of clips whose frames all share one class, mean share of
-    a clip's frames in its most common class)."""
-    same = (predicted == predicted[:, :1]).all(1).float().mean()
-    majority = torch.stack([torch.bincount(row, minlength=10).max() for row in predicted]).float()
-    return float(same), float((majority / predicted.shape[1]).mean())
-
-
 @register_wrapper("video-generation")
 class VideoGeneration(GeneratorWrapper):
     """A video generator: (z_content, z_motion [, label]) -> clips in [-1, 1]."""
 
     noun = "video generator"
     hint = " (genforge sample takes both image and video generators)"
-    metrics = ("fid", "kid", "identity", "accuracy")
-    default_metrics = ("fid", "kid", "identity")
+    metrics = ("fid", "kid", "precision", "recall", "identity", "video_fd", "accuracy")
+    default_metrics = ("fid", "kid", "precision", "recall", "identity", "video_fd")
 
     def __init__(self, name_or_path: str, device: str = "auto", *, opened=None):
         super().__init__(name_or_path, device, opened=opened)
         self.frames = int(self.module.frames)
+        if self._digits() is None:  # videos:PATH: no digits classifier, no moving-digits features
+            self.default_metrics = ("fid", "kid", "precision", "recall")
 
     def describe(self) -> dict:
         m = self.source.config["model"]
@@ -222,30 +202,36 @@ class VideoGeneration(GeneratorWrapper):
         return 0
 
     # --- genforge eval ------------------------------------------------------------------------
-    def _one_digit(self) -> bool:
+    def _digits(self) -> int | None:
+        """Digits per clip of a movingdigits model, None for other data."""
         cfg = self.source.config
-        return cfg["data"]["dataset"] == "movingdigits" and int(cfg["task"].get("digits", 1)) == 1
+        return int(cfg["task"].get("digits", 1)) if cfg["data"]["dataset"] == "movingdigits" else None
 
     def evaluate(self, metrics: list[str], *, n: int = 2000, features: str = "auto", seed: int = 0, **_) -> dict:
         from genforge.data.movingdigits import reference_clips
-        cfg = self.source.config
+        from genforge.metrics.video_net import VideoScorer, centred_crops, train_clips
+        cfg, digits = self.source.config, self._digits()
         if not 2 <= n <= MAX_GENERATE:
             raise UserError(f"-n {n}: must be between 2 and {MAX_GENERATE} clips")
-        if ("identity" in metrics or "accuracy" in metrics) and not self._one_digit():
-            raise UserError("identity and accuracy need the digits classifier: only for models trained on one-digit "
-                            "movingdigits clips (choose --metrics fid,kid)")
+        if "identity" in metrics and digits is None:
+            raise UserError("identity needs the digits classifier: only for models trained on movingdigits clips "
+                            "(choose --metrics fid,kid,precision,recall)")
+        if "accuracy" in metrics and digits != 1:
+            raise UserError("accuracy needs the digits classifier: only for models trained on one-digit "
+                            "movingdigits clips")
         if "accuracy" in metrics and not self.num_classes:
             raise UserError("accuracy needs a class-conditional model")
         real = reference_clips(cfg)
         fake = self.generate(n, seed=seed)
         size = int(cfg["task"].get("digit_size", 16))
         result: dict = {"n": n, "seed": seed, "frames": self.frames, "real_clips": len(real)}
+        net = self.eval_features(features, "movingdigits", result) if {"fid", "kid", "precision", "recall"} & \
+            set(metrics) else None
         if "fid" in metrics or "kid" in metrics:
             from genforge.metrics.fid import extract_features, fid_kid_from_features
-            net = self.eval_features(features, "movingdigits", result)
             half = len(real) // 2 * real.shape[1]  # frames of half the real clips
             for suffix, transform in (("", lambda x: x), ("_crops", lambda x: centred_crops(x, size))):
-                if suffix and not self._one_digit():
+                if suffix and digits != 1:
                     continue
                 real_f = extract_features(transform(real.flatten(0, 1)), net)
                 fake_f = extract_features(transform(fake.flatten(0, 1)), net)
@@ -258,21 +244,29 @@ class VideoGeneration(GeneratorWrapper):
                     if m in metrics:
                         result[f"{m}{suffix}"] = scores[m]
                         result[f"{m}{suffix}_real_halves"] = reference[m]
-        if "identity" in metrics or "accuracy" in metrics:
+        scored = tuple(m for m in ("precision", "recall", "identity", "video_fd") if m in metrics)
+        if scored:
+            scorer = VideoScorer(real, digit_size=size, digits=digits, seed=seed, metrics=scored,
+                                 features=net if net is not None else "digits")
+            result.update(scorer(fake))
+            if "identity" in scored:
+                result["identity_real"], result["identity_frames_real"] = scorer.identity(real)
+            against = tuple(m for m in scored if m != "identity")
+            if against:  # as many real clips of the train split: what a perfect generator would score
+                result.update({f"{m}_real": v for m, v in scorer(train_clips(cfg, n, seed), against).items()})
+        if "accuracy" in metrics:
             from genforge.metrics.digits_net import load_digits_net, predict_logits
             classifier = load_digits_net()
-
-            def classes(clips: torch.Tensor) -> torch.Tensor:
+            per_label = {}
+            for label in range(self.num_classes):
+                clips = self.generate(max(1, n // self.num_classes), label=label, seed=seed + 1 + label)
                 logits = predict_logits(classifier, centred_crops(clips.flatten(0, 1), size))
-                return logits.argmax(1).view(len(clips), -1)
-            if "identity" in metrics:
-                result["identity"], result["identity_frames"] = identity_scores(classes(fake))
-                result["identity_real"], result["identity_frames_real"] = identity_scores(classes(real))
-            if "accuracy" in metrics:
-                per_label = {}
-                for label in range(self.num_classes):
-                    clips = self.generate(max(1, n // self.num_classes), label=label, seed=seed + 1 + label)
-                    per_label[str(label)] = float((classes(clips) == label).float().mean())
-                result["accuracy"] = sum(per_label.values()) / self.num_classes
-                result["accuracy_per_label"] = per_label
+                per_label[str(label)] = float((logits.argmax(1) == label).float().mean())
+            result["accuracy"] = sum(per_label.values()) / self.num_classes
+            result["accuracy_per_label"] = per_label
+        pairs = {"fid per frame": ("fid", "fid_real_halves"), "fid on crops": ("fid_crops", "fid_crops_real_halves"),
+                 "precision": ("precision", "precision_real"), "recall": ("recall", "recall_real"),
+                 "identity": ("identity", "identity_real"), "video_fd": ("video_fd", "video_fd_real")}
+        result["model_vs_real"] = {row: {"model": result[a], "real": result[b]} for row, (a, b) in pairs.items()
+                                   if a in result and b in result}
         return result

@@ -12,6 +12,12 @@ bytes seen before h w), c_n(h) = the sum of c_n(h x) over x, T_n(h) = the number
 c_n(h x) > 0, and D_n = n1 / (n1 + 2 n2) from the numbers of n-grams counted once and twice. A context
 never seen passes the lower order's estimate through; below order 1 is the uniform 1/256, so every byte
 has a probability. ``unigram_bits`` is add-one smoothed byte frequencies.
+
+And what generated text is scored on besides its bits (``sample_scores``, over whitespace-separated words):
+the n-gram overlap with held-out text (the share of the samples' n-grams, every occurrence counted, that
+occur somewhere in the holdout: BLEU's n-gram precision without clipping, a whole corpus as the reference)
+and distinct-n (Li et al. 2016: distinct n-grams over all n-grams of the samples together; low when a model
+repeats itself). Neither is meaningful alone: compare them with real text of the same amount.
 """
 
 from __future__ import annotations
@@ -88,4 +94,30 @@ def baselines(train: bytes, holdout: bytes, holdout_chars: int, orders=(3, 4, 5,
         out[f"kn{order}"] = KneserNey(train, order).bits(holdout) / holdout_chars
     best = min(orders, key=lambda o: out[f"kn{o}"])
     out["best_ngram"] = f"kn{best}"
+    return out
+
+
+def ngrams(tokens, n: int) -> list[tuple]:
+    """The n-grams of a sequence (bytes, a list of words), in order, as tuples."""
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def ngram_overlap(samples, reference, n: int) -> float:
+    """The share of the n-grams of the samples (sequences) that occur in the reference sequence; 0 without any."""
+    known = set(ngrams(reference, n))
+    grams = [g for s in samples for g in ngrams(s, n)]
+    return sum(g in known for g in grams) / len(grams) if grams else 0.0
+
+
+def distinct_n(samples, n: int) -> float:
+    """Distinct n-grams over all n-grams of the samples together; 0 without any."""
+    grams = [g for s in samples for g in ngrams(s, n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def sample_scores(samples: list[bytes], reference: bytes, orders=(1, 2, 3, 4)) -> dict[str, float]:
+    """overlap_n and distinct_n of the samples' words (split at whitespace) against the reference text."""
+    words, ref = [s.split() for s in samples], reference.split()
+    out = {f"overlap_{n}": ngram_overlap(words, ref, n) for n in orders}
+    out.update({f"distinct_{n}": distinct_n(words, n) for n in orders})
     return out

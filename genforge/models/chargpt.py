@@ -161,3 +161,72 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
         logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).to(logits.device)
+
+
+class TextDiscriminatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(64, ge=4, le=1024, description="Byte embedding width.")
+    kernels: list[int] = Field([2, 3, 4, 5, 6, 8, 12, 16], min_length=1, description=(
+        "Convolution widths in bytes, one bank of filters each (SeqGAN's discriminator has widths 1-20)."))
+    filters: int = Field(48, ge=1, le=1024, description="Filters per width.")
+    dropout: float = Field(0.25, ge=0.0, lt=1.0)
+
+
+class TextDiscriminator(nn.Module):
+    """SeqGAN's discriminator (Yu et al. 2017, after Kim 2014's sentence CNN), on bytes: embeddings ->
+    banks of 1-D convolutions of several widths -> ReLU -> max over time -> a highway layer -> dropout ->
+    one logit per sequence, high for real text. (B, T) -> (B,)."""
+
+    def __init__(self, cfg: TextDiscriminatorConfig):
+        super().__init__()
+        self.reach = max(cfg.kernels)
+        self.embed = nn.Embedding(VOCAB, cfg.width)
+        self.convs = nn.ModuleList(nn.Conv1d(cfg.width, cfg.filters, k) for k in cfg.kernels)
+        features = cfg.filters * len(cfg.kernels)
+        self.highway = nn.Linear(features, 2 * features)  # gate and transform
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(features, 1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx).transpose(1, 2)  # (B, width, T)
+        if x.shape[2] < self.reach:  # a sequence shorter than the widest filter: zeros after it
+            x = F.pad(x, (0, self.reach - x.shape[2]))
+        h = torch.cat([F.relu(conv(x)).amax(dim=2) for conv in self.convs], dim=1)
+        gate, transform = self.highway(h).chunk(2, dim=1)
+        gate = torch.sigmoid(gate)
+        h = gate * F.relu(transform) + (1 - gate) * h
+        return self.out(self.drop(h)).squeeze(1)
+
+
+@torch.no_grad()
+def rollout_values(model: CharGPT, score, seqs: torch.Tensor, generated: int, rollouts: int, *, every: int = 1,
+                   temperature: float = 1.0) -> torch.Tensor:
+    """SeqGAN's Monte-Carlo rewards for the last ``generated`` tokens of seqs (B, T <= block_size): the value
+    of keeping the first t of them is the mean score of ``rollouts`` completions sampled by ``model`` after
+    them (``score``: sequences (N, T) -> rewards (N,)), and of the last token the score of the sequence itself.
+    Prefixes are rolled out every ``every`` tokens (and the last); a token between takes the value of the next
+    one rolled out. One pass over seqs gives every prefix's keys and values (the attention is causal): each
+    rollout continues from the cache cut at its prefix. -> (B, generated)"""
+    b, total = seqs.shape
+    if not 1 <= generated < total:
+        raise ValueError(f"generated {generated}: must leave at least one token before it (sequence {total})")
+    first = total - generated  # position of the first generated token
+    cache = [[] for _ in model.blocks]
+    logits = model.forward_cached(seqs[:, :-1], cache, 0)
+    values = torch.empty(b, generated, device=seqs.device)
+    values[:, -1] = score(seqs)
+    points = set(range(every, generated, every))
+    for t in sorted(points):
+        keep = first + t
+        branch = [[kv[:, :, :keep].repeat_interleave(rollouts, 0) for kv in layer] for layer in cache]
+        token = sample(logits[:, keep - 1].repeat_interleave(rollouts, 0), temperature)
+        pieces = [seqs[:, :keep].repeat_interleave(rollouts, 0), token]
+        for pos in range(keep, total - 1):
+            token = sample(model.forward_cached(token, branch, pos)[:, -1], temperature)
+            pieces.append(token)
+        values[:, t - 1] = score(torch.cat(pieces, dim=1)).view(b, rollouts).mean(dim=1)
+    for i in range(generated - 2, -1, -1):
+        if i + 1 not in points:
+            values[:, i] = values[:, i + 1]
+    return values
