@@ -116,8 +116,8 @@ def distinct_n(samples, n: int) -> float:
 
 
 def sample_scores(samples: list[bytes], reference: bytes, orders=(1, 2, 3, 4)) -> dict[str, float]:
-    """overlap_n and distinct_n of the samples' words (split at whitespace) against the reference text."""
+    """overlapN and distinctN (N in orders) of the samples' words (split at whitespace) against the reference text."""
     words, ref = [s.split() for s in samples], reference.split()
-    out = {f"overlap_{n}": ngram_overlap(words, ref, n) for n in orders}
-    out.update({f"distinct_{n}": distinct_n(words, n) for n in orders})
+    out = {f"overlap{n}": ngram_overlap(words, ref, n) for n in orders}
+    out.update({f"distinct{n}": distinct_n(words, n) for n in orders})
     return out
