@@ -6,7 +6,7 @@ continuations, beside real training text's); and the video table (per-frame FID,
 consistency and the video Frechet distance of real holdout clips, of two baselines made from them and of a
 video model, genforge/metrics/video_net.py).
 
-    python bench/sequences.py --text chargpt-pydoc=runs/chargpt_pydoc --text chargpt-pydoc+seqgan=runs/chargpt_seqgan
+    python bench/sequences.py --text chargpt-pydoc=runs/chargpt_pydoc --text chargpt-pydoc=runs/chargpt_seqgan
     python bench/sequences.py --video --threads 1                     # real clips and the two baselines
     python bench/sequences.py --video-model videogan-movingdigits=runs/videogan_movingdigits
 
@@ -95,7 +95,7 @@ def text_section(models: list[str]) -> tuple[str, dict]:
               + " | ".join(f"distinct-{n}" for n in orders_n) + " |", "|---" * (1 + 2 * len(orders_n)) + "|"]
     for label, scores in [("real training text", rows[0]["samples"]["real_text"])] + \
             [(r["name"], r["samples"]["model"]) for r in rows]:
-        lines.append(f"| {label} | " + " | ".join(f"{scores[f'{m}_{n}']:.3f}" for m in ("overlap", "distinct")
+        lines.append(f"| {label} | " + " | ".join(f"{scores[f'{m}{n}']:.3f}" for m in ("overlap", "distinct")
                                                   for n in orders_n) + " |")
     return HEADINGS["text"] + "\n\n" + "\n".join(lines) + "\n", {"text": rows, "baselines": baselines}
 
@@ -124,16 +124,17 @@ def video_section(model: str | None) -> tuple[str, dict]:
     for row, scores in rows.items():
         print(json.dumps({"row": row, **scores}))
     floor = rows["real holdout"]["video_fd"]
-    lines = [f"Moving digits ({t['digits']} digit(s) of {t['digit_size']} px in a {m['image_size']}x{m['image_size']} "
-             f"canvas, {m['frames']} frames). Every row is {CLIPS} clips scored against {CLIPS} fresh real clips of "
-             "the train digit images (fixed seed): per-frame FID in the digits features (all frames), precision and "
-             "recall (one frame a clip; the digit crop for one-digit clips), identity consistency (the share of clips "
-             "whose frames the digits classifier puts in one class), the video Frechet distance in the features of "
-             "VideoNet, a 3D-conv network trained on the train digit images to tell which digit moves and its "
-             "velocity (`genforge/metrics/video_net.py`). The baselines are made from the real holdout clips: "
-             "independent frames (frame t of each clip taken from frame t of another holdout clip: perfect frames, "
-             "no temporal model) and repeated frame (one holdout frame for the whole clip: no motion). "
-             f"{machine_line()}; the table took {seconds:.0f} s.", "",
+    digits = "one" if t["digits"] == 1 else "two"
+    lines = [f"Moving digits ({digits} {t['digit_size']}-pixel digit{'s' * (digits == 'two')} in a {m['image_size']}x"
+             f"{m['image_size']} canvas, {m['frames']} frames). Every row is {CLIPS} clips scored against {CLIPS} "
+             "fresh real clips of the train digit images (fixed seed): per-frame FID in the digits features (all "
+             "frames), precision and recall (one frame a clip; the digit crop for one-digit clips), identity "
+             "consistency (the share of clips whose frames the digits classifier puts in one class), the video "
+             "Frechet distance in the features of VideoNet, a 3D-conv network trained on the train digit images to "
+             "tell which digit moves and its velocity (`genforge/metrics/video_net.py`). The baselines are made from "
+             "the real holdout clips: independent frames (frame t of each clip taken from frame t of another holdout "
+             "clip: perfect frames, no temporal model) and repeated frame (one holdout frame for the whole clip: no "
+             f"motion). {machine_line()}; the table took {seconds:.0f} s.", "",
              "| clips | per-frame FID | precision | recall | identity | video FD | video FD / real holdout | "
              "sampling clips/s |", "|---|---|---|---|---|---|---|---|"]
     for row, r in rows.items():
