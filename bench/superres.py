@@ -169,6 +169,19 @@ def table(rows: list[dict], scale: int, notes: list[str]) -> list[str]:
     return lines
 
 
+def train_seconds(model: str) -> float | None:
+    """A run's training wall time from its log; for a model folder or shipped name, its card's CPU time."""
+    import re
+
+    from genforge.deploy.pretrained import PRETRAINED_DIR
+    seconds = training_seconds(model)
+    card = next((p / "README.md" for p in (Path(model), PRETRAINED_DIR / model) if (p / "README.md").is_file()), None)
+    if seconds is None and card is not None:
+        found = re.search(r"\| CPU time \| (\d+(?:\.\d+)?) min", card.read_text())
+        seconds = float(found.group(1)) * 60 if found else None
+    return seconds
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH")
@@ -198,7 +211,7 @@ def main() -> None:
         rows.append({"name": name, **{s: {"psnr": v, "ssim": None} for s, v in zip(SETS, scores)}})
     for name, model in models.items():
         params, colour = describe(model)
-        row = {"name": name, "model": model, "params": params, "colour": colour, "train_s": training_seconds(model),
+        row = {"name": name, "model": model, "params": params, "colour": colour, "train_s": train_seconds(model),
                "speed": fast.get(name, {}), "e2e": end_to_end(model, args.scale)}
         for bench, path in SETS.items():
             if path.is_dir():
