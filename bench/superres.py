@@ -170,15 +170,13 @@ def table(rows: list[dict], scale: int, notes: list[str]) -> list[str]:
 
 
 def train_seconds(model: str) -> float | None:
-    """A run's training wall time from its log; for a model folder or shipped name, its card's CPU time."""
-    import re
-
-    from genforge.deploy.pretrained import PRETRAINED_DIR
+    """A run's training wall time from its log; for a model folder or shipped name, the elapsed time its
+    config.json recorded at export."""
+    from genforge.deploy.pretrained import read_source
     seconds = training_seconds(model)
-    card = next((p / "README.md" for p in (Path(model), PRETRAINED_DIR / model) if (p / "README.md").is_file()), None)
-    if seconds is None and card is not None:
-        found = re.search(r"\| CPU time \| (\d+(?:\.\d+)?) min", card.read_text())
-        seconds = float(found.group(1)) * 60 if found else None
+    if seconds is None and model != "bicubic":
+        elapsed = (read_source(model).training or {}).get("elapsed_min")
+        seconds = None if elapsed is None else elapsed * 60
     return seconds
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genforge.data.color import luma
-from genforge.errors import UserError
+from genforge.metrics.weights_io import load_weights, save_weights
 
 __all__ = ["DigitsNet", "WEIGHTS_PATH", "NUM_CLASSES", "real_digits", "resize_images", "holdout_split",
            "train_digits_net", "load_digits_net", "predict_logits", "class_histogram", "classes_covered",
@@ -310,14 +310,7 @@ def train_digits_net(
         "torch": torch.__version__,
     }
     if out_path is not None:
-        from safetensors.torch import save_file
-
-        out = Path(out_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        save_file(state, str(out), metadata={k: str(v) for k, v in summary.items()})
-        out.chmod(0o644)  # package data: readable by everyone
-        summary["path"] = str(out)
+        save_weights(net, out_path, summary)
     if verbose:
         print(json.dumps(summary, indent=2), flush=True)
     return summary
@@ -325,25 +318,9 @@ def train_digits_net(
 
 def load_digits_net(device: str | torch.device = "cpu", path: str | Path | None = None) -> DigitsNet:
     """The shipped :class:`DigitsNet` in eval mode (weights frozen)."""
-    p = Path(path) if path is not None else WEIGHTS_PATH
-    if not p.is_file():
-        raise UserError(
-            f"DigitsNet weights not found at {p}; recreate them with "
-            f"`python -m genforge.metrics.digits_net --out {p}`"
-        )
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(p), device="cpu")
-        net = DigitsNet(num_features=int(meta.get("num_features", 128)))
-        net.load_state_dict(state, strict=True)
-    except Exception as exc:  # OSError, safetensors' own header errors, state-dict mismatches
-        raise UserError(f"cannot load DigitsNet weights from {p}: {exc}") from exc
-    net.requires_grad_(False)
-    return net.to(device).eval()
+    return load_weights(lambda meta: DigitsNet(num_features=int(meta.get("num_features", 128))),
+                        Path(path) if path is not None else WEIGHTS_PATH, "DigitsNet", "genforge.metrics.digits_net",
+                        device)
 
 
 # --------------------------------------------------------------------------- judging helpers

@@ -45,6 +45,7 @@ from genforge.errors import UserError
 from genforge.metrics.digits_net import load_digits_net, predict_logits, resize_images
 from genforge.metrics.fid import as_image_features, extract_features, frechet_distance
 from genforge.metrics.precision_recall import precision_recall
+from genforge.metrics.weights_io import load_weights, save_weights
 
 __all__ = ["VideoNet", "WEIGHTS_PATH", "train_video_net", "load_video_net", "clip_features", "video_fd",
            "centred_crops", "identity_scores", "VideoScorer", "independent_frames", "repeated_frame",
@@ -161,13 +162,7 @@ def train_video_net(out_path: str | Path | None = WEIGHTS_PATH, *, seed: int = 0
                "train_seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
                "torch": torch.__version__}
     if out_path is not None:
-        from safetensors.torch import save_file
-        out = Path(out_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(out),
-                  metadata={k: str(v) for k, v in summary.items()})
-        out.chmod(0o644)
-        summary["path"] = str(out)
+        save_weights(net, out_path, summary)
     if verbose:
         print(json.dumps(summary, indent=2), flush=True)
     return summary
@@ -175,20 +170,9 @@ def train_video_net(out_path: str | Path | None = WEIGHTS_PATH, *, seed: int = 0
 
 def load_video_net(device: str | torch.device = "cpu", path: str | Path | None = None) -> VideoNet:
     """The shipped :class:`VideoNet` in eval mode, frozen."""
-    p = Path(path) if path is not None else WEIGHTS_PATH
-    if not p.is_file():
-        raise UserError(f"VideoNet weights not found at {p}; recreate them with "
-                        f"`python -m genforge.metrics.video_net --out {p}`")
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-        net = VideoNet(num_features=int(meta.get("num_features", 64)))
-        net.load_state_dict(load_file(str(p), device="cpu"), strict=True)
-    except Exception as exc:  # OSError, safetensors' header errors, state-dict mismatches
-        raise UserError(f"cannot load VideoNet weights from {p}: {exc}") from exc
-    return net.requires_grad_(False).to(device).eval()
+    return load_weights(lambda meta: VideoNet(num_features=int(meta.get("num_features", 64))),
+                        Path(path) if path is not None else WEIGHTS_PATH, "VideoNet", "genforge.metrics.video_net",
+                        device)
 
 
 # --------------------------------------------------------------------------- video Frechet distance
