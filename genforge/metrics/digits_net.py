@@ -21,7 +21,6 @@ reproduced by::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -309,11 +308,7 @@ def train_digits_net(
         "train_seconds": round(time.perf_counter() - t0, 1),
         "torch": torch.__version__,
     }
-    if out_path is not None:
-        save_weights(net, out_path, summary)
-    if verbose:
-        print(json.dumps(summary, indent=2), flush=True)
-    return summary
+    return save_weights(net, out_path, summary, verbose)
 
 
 def load_digits_net(device: str | torch.device = "cpu", path: str | Path | None = None) -> DigitsNet:

@@ -31,7 +31,6 @@ Clips are float tensors (N, T, C, H, W) in [-1, 1]. Weights ship in weights/vide
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -161,11 +160,7 @@ def train_video_net(out_path: str | Path | None = WEIGHTS_PATH, *, seed: int = 0
                "num_parameters": sum(p.numel() for p in net.parameters()),
                "train_seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
                "torch": torch.__version__}
-    if out_path is not None:
-        save_weights(net, out_path, summary)
-    if verbose:
-        print(json.dumps(summary, indent=2), flush=True)
-    return summary
+    return save_weights(net, out_path, summary, verbose)
 
 
 def load_video_net(device: str | torch.device = "cpu", path: str | Path | None = None) -> VideoNet:

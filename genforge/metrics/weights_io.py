@@ -4,6 +4,7 @@ write them (safetensors, the training summary as metadata, readable by everyone)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -13,16 +14,21 @@ from torch import nn
 from genforge.errors import UserError
 
 
-def save_weights(net: nn.Module, out_path: str | Path, summary: dict) -> None:
-    """Write net's state dict to out_path with summary's entries as metadata; records summary["path"]."""
-    from safetensors.torch import save_file
+def save_weights(net: nn.Module, out_path: str | Path | None, summary: dict, verbose: bool = False) -> dict:
+    """The end of a feature network's training: net's state dict written to out_path (if given) with the
+    training summary as metadata (summary["path"] records where), the summary printed if verbose."""
+    if out_path is not None:
+        from safetensors.torch import save_file
 
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(out), metadata={k: str(v) for k, v in summary.items()})
-    out.chmod(0o644)  # package data: readable by everyone
-    summary["path"] = str(out)
+        out = Path(out_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        save_file(state, str(out), metadata={k: str(v) for k, v in summary.items()})
+        out.chmod(0o644)  # package data: readable by everyone
+        summary["path"] = str(out)
+    if verbose:
+        print(json.dumps(summary, indent=2), flush=True)
+    return summary
 
 
 def load_weights(build: Callable[[dict], nn.Module], path: Path, name: str, module: str,
