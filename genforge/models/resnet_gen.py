@@ -42,6 +42,10 @@ class ResNetGenConfig(BaseModel):
     # the default stays CycleGAN's: model folders saved before this key existed hold transposed weights
     upsample: UpsampleName = Field("transposed", description=UPSAMPLE_HELP.replace(
         "ConvTranspose2d", "ConvTranspose2d kernel 3 stride 2"))
+    input_skip: bool = Field(False, description=(
+        "Global residual: output = tanh(atanh(input) + correction), the output conv zero-initialised, so the "
+        "generator starts as the identity and learns only the change (colour and texture edits that keep the "
+        "geometry, where the unpaired losses otherwise let colours drift). Needs in_channels == out_channels."))
 
 
 def conv_norm_act(cin: int, cout: int, kernel: int, norm: str, act: str, *, stride: int = 1,
@@ -98,10 +102,22 @@ class ResNetGenerator(nn.Module):
         self.to_image = nn.Sequential(
             nn.Conv2d(widths[0], cfg.out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh())
         reinit_icnr_(init_normal_(self), std=0.02)  # pixel_shuffle starts checkerboard-free
+        self.input_skip = cfg.input_skip
+        if cfg.input_skip:
+            if cfg.in_channels != cfg.out_channels:
+                raise ValueError(f"model.input_skip needs in_channels == out_channels, got {cfg.in_channels} and "
+                                 f"{cfg.out_channels}")
+            self.to_image[-1] = nn.Identity()  # the tanh comes after the sum
+            nn.init.zeros_(self.to_image[0].weight)
+            nn.init.zeros_(self.to_image[0].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.size_multiple
         if x.shape[-2] % m or x.shape[-1] % m:  # a shape check, not a value one: fine for export
             raise ValueError(f"ResNetGenerator input height and width must be multiples of {m} (2**n_down), "
                              f"got {tuple(x.shape[-2:])}: pad the input")
-        return self.to_image(self.up(self.blocks(self.down(self.stem(x)))))
+        out = self.to_image(self.up(self.blocks(self.down(self.stem(x)))))
+        if self.input_skip:  # atanh written out (ONNX has no exporter for aten::atanh), clamped to stay finite
+            x = x.clamp(-0.999, 0.999)
+            out = torch.tanh(out + 0.5 * torch.log((1 + x) / (1 - x)))
+        return out

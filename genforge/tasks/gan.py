@@ -29,6 +29,11 @@ class GANTaskConfig(Strict):
     diff_augment: bool = Field(False, description="Apply data.augment to real and generated images alike on "
                                "their way into D, differentiably (DiffAugment, Zhao et al. 2020): D sees more "
                                "varied images while G still learns the un-augmented data. Off: reals only.")
+    mode_seeking_weight: float = Field(0.0, ge=0.0, le=100.0, description=(
+        "Mode-seeking term (MSGAN, Mao et al. 2019) in the generator step: two codes per label, and the "
+        "generator is penalised by weight / (mean |G(z1) - G(z2)| / mean |z1 - z2|), so that different codes "
+        "give different images. The remedy for a conditional generator that ignores z within a class "
+        "(recall near 0); 0 = off."))
 
 
 @register_task("gan", GANTaskConfig, models=("dcgan",), family="generation",
@@ -70,9 +75,17 @@ class GANTask(AdversarialGenerator, GenerativeTask):
 
         if (step + 1) % self.cfg.n_critic == 0:
             D.requires_grad_(False)  # no gradients for D's weights during the G step
-            z = torch.randn(real.shape[0], G.latent_dim, device=self.device)
-            loss_g = g_loss(kind, D(seen(G(z, *extra)), *extra))
+            n = real.shape[0]
+            pairs = self.cfg.mode_seeking_weight > 0
+            z = torch.randn(2 * n if pairs else n, G.latent_dim, device=self.device)
+            g_extra = tuple(torch.cat([e, e]) for e in extra) if pairs else extra
+            fake = G(z, *g_extra)
+            loss_g = g_loss(kind, D(seen(fake), *g_extra))
             D.requires_grad_(True)
+            if pairs:  # the same labels twice: the image distance per unit of code distance, per pair
+                ratio = ((fake[:n] - fake[n:]).abs().flatten(1).mean(1) / (z[:n] - z[n:]).abs().mean(1)).mean()
+                loss_g = loss_g + self.cfg.mode_seeking_weight / (ratio + 1e-5)
+                metrics["ms_ratio"] = ratio.detach()
             if self.optimize("g", loss_g) and self.ema is not None:
                 self.ema.update(G)
             metrics["loss_g"] = loss_g.detach()

@@ -97,6 +97,27 @@ def test_resnet_rejects_sizes_and_is_cyclegan_sized():
     assert abs(sum(p.numel() for p in ResNetGenerator(ResNetGenConfig()).parameters()) - 11.378e6) < 6e3
 
 
+def test_resnet_input_skip_starts_as_the_identity_and_learns_a_correction():
+    torch.manual_seed(0)
+    net = ResNetGenerator(tiny_resnet(input_skip=True))
+    x = torch.rand(2, 3, 16, 20) * 1.8 - 0.9
+    assert torch.allclose(net(x), x, atol=1e-5)  # zero-initialised output conv: tanh(atanh(x)) = x
+    ends = torch.tensor([-1.0, 1.0]).repeat(1, 3, 16, 8)
+    assert torch.isfinite(net(ends)).all()  # the clamp keeps atanh finite at -1 and 1
+    target = -x  # one the identity start is far from: the correction path must carry it
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss = (net(x) - target).abs().mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.7 * first
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        ResNetGenerator(tiny_resnet(in_channels=1, input_skip=True))
+
+
 @pytest.mark.parametrize("h, w", [(8, 8), (16, 24), (12, 20)])
 def test_spade_shapes(h, w):
     torch.manual_seed(0)
@@ -232,6 +253,10 @@ def build(kind: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
         return net, torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 48, 16) * 2 - 1
     if kind == "resnet":
         return ResNetGenerator(tiny_resnet()), torch.rand(1, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 20, 28) * 2 - 1
+    if kind == "resnet_skip":
+        net = ResNetGenerator(tiny_resnet(input_skip=True))
+        nn.init.normal_(net.to_image[0].weight, std=0.05)  # not the identity, so the export is really compared
+        return net, torch.rand(1, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 20, 28) * 2 - 1
     if kind == "spade":
         return SPADEModel(tiny_spade()), random_labels(1, 16, 16, 3), random_labels(2, 12, 24, 3, seed=1)
     if kind == "spade_style":
@@ -277,7 +302,7 @@ def export_and_compare(net: nn.Module, args: tuple, other: tuple, path) -> None:
     assert float(np.abs(got - before.numpy()).max()) <= 1e-4
 
 
-@pytest.mark.parametrize("kind", ["unet", "resnet", "spade"])
+@pytest.mark.parametrize("kind", ["unet", "resnet", "resnet_skip", "spade"])
 def test_onnx_export_dynamic_size(kind, tmp_path):
     torch.manual_seed(0)
     net, x, other = build(kind)
