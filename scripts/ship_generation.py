@@ -43,6 +43,10 @@ def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict)
              f"| FID ratio to real halves | {result['fid'] / result['fid_real_halves']:.1f}x |",
              f"| KID | {result['kid']:.4f} +- {result['kid_std']:.4f} |",
              f"| smallest class share (shipped classifier) | {result['coverage_min']:.1%} |",
+             f"| precision / recall (k = 3, digits features; real halves {result['precision_real_halves']:.3f} / "
+             f"{result['recall_real_halves']:.3f}) | {result['precision']:.3f} / {result['recall']:.3f} |",
+             f"| pixel FD (8x8 pixels, 20 principal axes; real halves {result['pixel_fd_real_halves']:.4f}) | "
+             f"{result['pixel_fd']:.4f} |",
              "", "Class shares: " + ", ".join(f"{k}: {v:.1%}" for k, v in cov.items())]
     if "accuracy" in result:
         lines += ["", f"Samples classified as the requested label: {result['accuracy']:.1%} (per label: "
@@ -66,7 +70,7 @@ def main() -> None:
             resume = str(run) if (run / "config.yaml").exists() else None
             train(None if resume else str(ROOT / "configs" / f"{preset}.yaml"), [f"train.steps={steps}"],
                   resume=resume, run_dir=None if resume else str(run), progress=False)
-        metrics = ["fid", "kid", "coverage"] + (["accuracy"] if "cgan" in name else [])
+        metrics = ["fid", "kid", "precision", "recall", "pixel_fd", "coverage"] + (["accuracy"] if "cgan" in name else [])
         result = evaluate(str(run), metrics, n=2000)
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)
