@@ -76,11 +76,16 @@ def card(name: str, run: Path, scores: dict, baseline: dict, ensemble: float) ->
                 f"({'encoder frozen' if t['finetune'] == 'decoder' else 'all weights'}); pixel {t['pixel_weight']} + "
                 f"{t['adv_loss']} adversarial {t['adv_weight']} + feature matching {t['feature_matching_weight']}, "
                 f"spectral-norm discriminator |"] if t["stage"] == "gan" else []),
-             "", "| set (Y, protocol of ../shared/benchmarks) | PSNR | SSIM | bicubic PSNR | bicubic SSIM |",
-             "|---|---|---|---|---|"]
+             *([f"| init | continued from the run `{Path(cfg['init']).name}` with a new schedule (CPU time: this run "
+                f"only) |"] if t["stage"] == "pixel" and cfg.get("init") else []),
+             "", "| set (Y, protocol of ../shared/benchmarks) | PSNR | SSIM | detail | bicubic PSNR | bicubic SSIM "
+             "| bicubic detail |", "|---|---|---|---|---|---|---|"]
     for bench in scores:
         s, b = scores[bench], baseline[bench]
-        lines.append(f"| {bench} x{scale} | {s['psnr']:.2f} | {s['ssim']:.4f} | {b['psnr']:.2f} | {b['ssim']:.4f} |")
+        lines.append(f"| {bench} x{scale} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['detail']:.2f} | {b['psnr']:.2f} "
+                     f"| {b['ssim']:.4f} | {b['detail']:.2f} |")
+    lines += ["", "detail: Laplacian energy of the output over the ground truth's (1 = as much fine detail; blur < 1; "
+                  "it counts detail, not correct detail)."]
     lines += ["", f"With `--self-ensemble` (the mean of the 8 flipped/rotated outputs): Set5 x{scale} "
                   f"{ensemble:.2f} dB."]
     lines += speed_lines(name, scale)
@@ -105,8 +110,8 @@ def main() -> None:
                 continue
             r = evaluate_sr(str(run), str(path), scale)
             b = evaluate_sr("bicubic", str(path), scale)
-            scores[bench] = {"psnr": r["psnr"], "ssim": r["ssim"]}
-            baseline[bench] = {"psnr": b["psnr"], "ssim": b["ssim"]}
+            scores[bench] = {k: r[k] for k in ("psnr", "ssim", "detail")}
+            baseline[bench] = {k: b[k] for k in ("psnr", "ssim", "detail")}
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)
         network = read_source(str(run)).config["model"]["name"]
