@@ -70,7 +70,8 @@ def main() -> None:
             resume = str(run) if (run / "config.yaml").exists() else None
             train(None if resume else str(ROOT / "configs" / f"{preset}.yaml"), [f"train.steps={steps}"],
                   resume=resume, run_dir=None if resume else str(run), progress=False)
-        metrics = ["fid", "kid", "precision", "recall", "pixel_fd", "coverage"] + (["accuracy"] if "cgan" in name else [])
+        metrics = ["fid", "kid", "precision", "recall", "pixel_fd", "coverage"]
+        metrics += ["accuracy"] if "cgan" in name else []
         result = evaluate(str(run), metrics, n=2000)
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)
