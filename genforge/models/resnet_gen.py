@@ -15,7 +15,7 @@ border artefacts). CycleGAN uses 6 blocks for 128px training images and 9 for 25
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from genforge.nn import UPSAMPLE_HELP, ActivationName, UpsampleName, activation, norm2d, reinit_icnr_, upsample_layer
@@ -46,6 +46,13 @@ class ResNetGenConfig(BaseModel):
         "Global residual: output = tanh(atanh(input) + correction), the output conv zero-initialised, so the "
         "generator starts as the identity and learns only the change (colour and texture edits that keep the "
         "geometry, where the unpaired losses otherwise let colours drift). Needs in_channels == out_channels."))
+
+    @model_validator(mode="after")
+    def _skip_fits(self):
+        if self.input_skip and self.in_channels != self.out_channels:
+            raise ValueError(f"model.input_skip needs in_channels == out_channels, got {self.in_channels} and "
+                             f"{self.out_channels}")
+        return self
 
 
 def conv_norm_act(cin: int, cout: int, kernel: int, norm: str, act: str, *, stride: int = 1,
@@ -99,15 +106,11 @@ class ResNetGenerator(nn.Module):
         self.blocks = nn.Sequential(*(ResNetBlock(widths[-1], norm, act, cfg.dropout) for _ in range(cfg.n_blocks)))
         self.up = nn.Sequential(*(conv_norm_act(cin, cout, 3, norm, act, upsample=cfg.upsample)
                                   for cin, cout in zip(widths[:0:-1], widths[-2::-1])))
-        self.to_image = nn.Sequential(
-            nn.Conv2d(widths[0], cfg.out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh())
+        self.input_skip = cfg.input_skip  # then the tanh comes after the sum with the input, in forward
+        self.to_image = nn.Sequential(nn.Conv2d(widths[0], cfg.out_channels, 7, padding=3, padding_mode="reflect"),
+                                      nn.Identity() if cfg.input_skip else nn.Tanh())
         reinit_icnr_(init_normal_(self), std=0.02)  # pixel_shuffle starts checkerboard-free
-        self.input_skip = cfg.input_skip
-        if cfg.input_skip:
-            if cfg.in_channels != cfg.out_channels:
-                raise ValueError(f"model.input_skip needs in_channels == out_channels, got {cfg.in_channels} and "
-                                 f"{cfg.out_channels}")
-            self.to_image[-1] = nn.Identity()  # the tanh comes after the sum
+        if cfg.input_skip:  # a zero correction: the generator starts as the identity
             nn.init.zeros_(self.to_image[0].weight)
             nn.init.zeros_(self.to_image[0].bias)
 

@@ -72,8 +72,7 @@ def test_shipped_models_load_as_the_default_and_explicitly(name):
     # saved with the family's default: a config without the key (folders from before it existed) loads the same
     without = json.loads(json.dumps(source.config))
     without["model"].pop("upsample", None)
-    default = build_export_module(type(source)(name, without, source.state))
-    same = as_saved
+    default, same = build_export_module(type(source)(name, without, source.state)), as_saved
     x = torch.rand(1, 8 if "spade" in name else (1 if "pix2pix" in name else 3), 32, 32)
     if "spade" in name:
         x = one_hot_labels(torch.randint(0, 8, (1, 32, 32), generator=torch.Generator().manual_seed(0)), 8)
