@@ -25,7 +25,18 @@ SHIPPED = {
     "digits-cgan": ("cgan_digits", 4000, "Class-conditional DCGAN (label embedding in G, projection D, hinge), "
                                           "16x16 digits; --label 0..9."),
     "digits-vae": ("vae_digits", 4000, "Convolutional VAE decoder for 16x16 digits (latent 16)."),
+    "videogan-movingdigits": ("videogan_movingdigits", 6000,
+                              "MoCoGAN-style video GAN (content code per clip, GRU motion codes, DCGAN frame "
+                              "generator; image and 3D-conv video critics, hinge): 16-frame 32x32 clips of one "
+                              "moving digit (EMA weights)."),
 }
+VIDEO_METRICS = ["fid", "kid", "precision", "recall", "identity", "video_fd"]
+VIDEO_ROWS = {"fid per frame": "per-frame FID (digits features, all frames vs the holdout clips' frames; real: two "
+                               "halves of the holdout)",
+              "fid on crops": "FID on the digit crops (a 16-pixel window on the centre of brightness)",
+              "precision": "precision (k = 3, one frame a clip, digit crop)", "recall": "recall",
+              "identity": "identity consistency (share of clips whose frames the digits classifier puts in one class)",
+              "video_fd": "video Frechet distance (VideoNet features, genforge/metrics/video_net.py)"}
 
 
 def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict) -> str:
@@ -56,6 +67,32 @@ def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict)
     return "\n".join(lines)
 
 
+def video_card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict) -> str:
+    """The card of a video model: each measure beside real clips scored the same way."""
+    cfg = read_source(str(run)).config
+    done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
+    trained = f"{steps} steps" if done >= steps else f"{done} steps of a {steps}-step schedule (stopped early)"
+    lines = [f"# {name}", "", desc, "",
+             "| | |", "|---|---|",
+             f"| task | video generation (`genforge sample {name} -n 8 -o clips.gif`) |",
+             f"| data | `movingdigits`: {cfg['task']['digits']} scikit-learn digit(s) of {cfg['task']['digit_size']} px "
+             f"bouncing in a {cfg['model']['image_size']}x{cfg['model']['image_size']} canvas, "
+             f"{cfg['model']['frames']} frames (train digit images; holdout: 500 fixed clips of held-out images) |",
+             f"| config | `configs/{preset}.yaml`, {trained} |",
+             f"| CPU time | {cpu_time_text(run, cfg['train']['threads'])} |", "",
+             f"{result['n']} generated clips (seed {result['seed']}) against real clips scored the same way "
+             "(real: as many fresh clips of the train digit images, or the holdout halves for FID):", "",
+             "| measure | model | real |", "|---|---|---|"]
+    for key, label in VIDEO_ROWS.items():
+        if key in result["model_vs_real"]:
+            row = result["model_vs_real"][key]
+            lines.append(f"| {label} | {row['model']:.3f} | {row['real']:.3f} |")
+    lines += ["", "Baselines (a model with no temporal structure, a clip without motion) and the sampling speed: "
+              "bench/results/sequences.md. Measured by `genforge eval` with the shipped digits classifier and "
+              "VideoNet.", ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", required=True, help="where the training runs are (reused when complete)")
@@ -70,13 +107,20 @@ def main() -> None:
             resume = str(run) if (run / "config.yaml").exists() else None
             train(None if resume else str(ROOT / "configs" / f"{preset}.yaml"), [f"train.steps={steps}"],
                   resume=resume, run_dir=None if resume else str(run), progress=False)
-        metrics = ["fid", "kid", "precision", "recall", "pixel_fd", "coverage"]
-        metrics += ["accuracy"] if "cgan" in name else []
-        result = evaluate(str(run), metrics, n=2000)
+        video = preset.startswith("videogan")
+        if video:
+            result = evaluate(str(run), VIDEO_METRICS, n=500)
+            text = video_card(name, preset, steps, desc, run, result)
+        else:
+            metrics = ["fid", "kid", "precision", "recall", "pixel_fd", "coverage"]
+            metrics += ["accuracy"] if "cgan" in name else []
+            result = evaluate(str(run), metrics, n=2000)
+            text = card(name, preset, steps, desc, run, result)
         out = PRETRAINED_DIR / name
         shutil.rmtree(out, ignore_errors=True)
-        export_folder(str(run), out, description=desc, card=card(name, preset, steps, desc, run, result))
-        print(json.dumps({name: {k: result[k] for k in ("fid", "fid_real_halves", "coverage_min")} |
+        export_folder(str(run), out, description=desc, card=text)
+        print(json.dumps({name: result.get("model_vs_real") if video else
+                          {k: result[k] for k in ("fid", "fid_real_halves", "coverage_min")} |
                           ({"accuracy": result["accuracy"]} if "accuracy" in result else {})}))
 
 

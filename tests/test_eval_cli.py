@@ -3,6 +3,8 @@ translation models get the checkerboard figure by default."""
 
 import json
 
+import numpy as np
+
 from genforge.evaluate import format_table, metrics_help
 from genforge.train import train
 from tests.conftest import run_cli, translation_raw
@@ -37,3 +39,12 @@ def test_eval_of_a_translation_run(tmp_path, write_config):
     assert "checkerboard" in res.stdout and "chelsea" not in res.stdout
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["checkerboard"] > 0 and set(result["per_image"]["chelsea"]) == {"l1", "psnr", "ssim", "checkerboard"}
+    # the flat-colour baseline: the holdout targets against one colour, the training photos' mean
+    from genforge.data.preprocess import read_run_data
+    from genforge.deploy.pretrained import read_source
+    cfg = read_source(run).config
+    colour = np.round(np.mean([b.reshape(-1, 3).mean(0) for b in read_run_data(cfg, "train").b], axis=0))
+    held = read_run_data(cfg, "holdout").b
+    assert abs(result["mean_colour_l1"] - np.mean([np.abs(t - colour).mean() / 255 for t in held])) < 1e-9
+    mse = [((t - colour) ** 2).mean() for t in held]
+    assert abs(result["mean_colour_psnr"] - np.mean([10 * np.log10(255 ** 2 / m) for m in mse])) < 1e-6

@@ -281,7 +281,9 @@ class Translator(InferenceWrapper):
         with its ground truth: the paired target, or for the unpaired bundled pair the known true
         mapping. L1 is the mean absolute error in [0, 1] units; PSNR/SSIM are on RGB (8-bit);
         checkerboard is the output's period-2/4 grid energy over the ground truth's
-        (genforge.metrics.checkerboard: 1 = the same, above 1 a grid the truth does not have)."""
+        (genforge.metrics.checkerboard: 1 = the same, above 1 a grid the truth does not have). Baselines
+        beside them: the input returned unchanged (where it has the target's shape) and, for paired data,
+        a flat image of the training targets' mean colour (mean_colour_l1, mean_colour_psnr)."""
         from genforge.metrics.checkerboard import checkerboard
         from genforge.metrics.psnr_ssim import psnr, ssim
         cfg = self.source.config
@@ -316,6 +318,11 @@ class Translator(InferenceWrapper):
         if unchanged and len(unchanged) == len(outputs):
             result["input_unchanged_psnr"] = float(np.mean([u[0] for u in unchanged]))
             result["input_unchanged_l1"] = float(np.mean([u[1] for u in unchanged]))
+        if data.kind != "unpaired" and {"l1", "psnr"} & set(metrics):  # a guess that knows only the colours
+            colour = np.mean([b.reshape(-1, b.shape[2]).mean(0) for b in read_run_data(cfg, "train").b], axis=0)
+            flat = [(np.broadcast_to(np.round(colour).astype(np.uint8), t.shape), t) for _, t in outputs]
+            result["mean_colour_l1"] = float(np.mean([np.abs(c.astype(np.float64) - t).mean() / 255 for c, t in flat]))
+            result["mean_colour_psnr"] = float(np.mean([psnr(c, t) for c, t in flat]))
         if "fid" in metrics or "kid" in metrics:
             from genforge.metrics.fid import feature_network, fid_kid
             if features == "auto":
