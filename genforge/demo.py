@@ -60,6 +60,10 @@ def run_demo(out: Path, steps: int = 1500, vfi_model: str = "vfinet") -> None:
             path = out / f"{m['name']}.png"
             gen.save(gen.generate(64, label=label) if label is None else gen.generate(16, label=label), path)
             shipped.append(path)
+        elif m["task"] == "video-generation":  # a grid of 8 clips, an animated GIF
+            import genforge
+            video = genforge.load(m["name"], device="cpu")
+            shipped.append(video.save(video.generate(8, seed=0), out / f"{m['name']}.gif", nrow=4))
     sr = superres_demo(out)
     translated = translation_demo(out)
     interpolated = interpolation_demo(out, vfi_model)

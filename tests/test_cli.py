@@ -109,7 +109,7 @@ def test_demo_runs_end_to_end(tmp_path):
     res = run_cli("demo", "--steps", 12, "-o", tmp_path / "demo", timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     for name in ("gan_samples.png", "fid_curve.png", "interpolation_bikes.png", "interpolation_bikes_x2.mp4",
-                 "chargpt-pydoc.txt"):
+                 "chargpt-pydoc.txt", "videogan-movingdigits.gif"):
         assert (tmp_path / "demo" / name).is_file()
     assert (tmp_path / "demo" / "chargpt-pydoc.txt").read_text().startswith("A class definition")
     assert "outputs:" in res.stdout and "fid" in res.stdout

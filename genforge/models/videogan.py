@@ -57,6 +57,10 @@ class VideoGANConfig(BaseModel):
     g_norm: Norm = "batch"
     d_norm: Norm = Field("spectral", description="Both discriminators' normalisation.")
     num_classes: int = Field(0, ge=0, description="> 0: class-conditional (the label says which digit moves).")
+    video_pool: Literal["mean", "flatten"] = Field("mean", description=(
+        "How the video critic's last features meet its head: mean (averaged over time: it judges local motion "
+        "windows) or flatten (every time step kept: it sees the whole clip at once, so a digit that changes "
+        "identity or stops moving over the clip costs more)."))
 
     def frame_config(self) -> ConvNetConfig:
         """The DCGAN shape of the frame generator and the image discriminator."""
@@ -111,8 +115,9 @@ def image_discriminator(cfg: VideoGANConfig) -> Discriminator:
 class VideoDiscriminator(ProjectionCritic):
     """Clips (B, T, C, H, W) -> one score per clip. Strided 3D convolutions (3 frames x 4 x 4 pixels)
     halve the frame side from the first layer on down to 4x4, and the time axis while it is longer
-    than 2 (none at full resolution: a clip is 16 times a frame's work); the features are averaged
-    over time and kept per position (where a digit is matters: the bounces happen at the walls)."""
+    than 2 (none at full resolution: a clip is 16 times a frame's work); the features are kept per
+    position (where a digit is matters: the bounces happen at the walls) and averaged over time, or with
+    model.video_pool: flatten kept per time step too (the head then sees the whole clip)."""
 
     def __init__(self, cfg: VideoGANConfig):
         super().__init__()
@@ -128,10 +133,12 @@ class VideoDiscriminator(ProjectionCritic):
             conv = nn.Conv3d(cin, cout, (3, 4, 4), (stride, 2, 2), (1, 1, 1), bias=not normed)
             layers += [apply_spectral(conv, norm), norm3d(norm, cout) if normed else nn.Identity(), activation(act)]
         self.body = nn.Sequential(*layers)
-        self.add_head(widths[-1] * 16, cfg.num_classes, norm)
+        self.flatten_time = cfg.video_pool == "flatten"
+        self.add_head(widths[-1] * 16 * (t if self.flatten_time else 1), cfg.num_classes, norm)
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.body(clips.transpose(1, 2)).mean(2).flatten(1)  # (B, C, T, H, W) for Conv3d
+        out = self.body(clips.transpose(1, 2))  # (B, C, T, H, W) for Conv3d
+        return (out if self.flatten_time else out.mean(2)).flatten(1)
 
 
 def sample_codes(net, n: int, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

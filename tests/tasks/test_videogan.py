@@ -126,6 +126,22 @@ def test_generator_and_critics_shapes():
         G(torch.randn(2, 8), torch.randn(2, 6, 3))
 
 
+def test_video_critic_flatten_keeps_every_time_step():
+    from genforge.models.videogan import VideoDiscriminator, VideoGANConfig
+    torch.manual_seed(0)
+    mean = VideoDiscriminator(VideoGANConfig(image_size=16, frames=8, width=8, video_pool="mean"))
+    flat = VideoDiscriminator(VideoGANConfig(image_size=16, frames=8, width=8, video_pool="flatten")).eval()
+    clips = torch.randn(3, 8, 1, 16, 16)
+    # 16 -> 8 -> 4 pixels, 8 -> 4 time steps: the flattened head reads 4 times the mean's features
+    assert flat.features(clips).shape[1] == 4 * mean.features(clips).shape[1]
+    assert flat(clips).shape == (3,)
+    # (eval: spectral norm leaves its weights alone) the first time step reads the first frames, the last does not
+    changed = clips.clone()
+    changed[:, :2] = torch.randn(3, 2, 1, 16, 16)
+    f0, f1 = flat.features(clips).unflatten(1, (-1, 4, 4, 4)), flat.features(changed).unflatten(1, (-1, 4, 4, 4))
+    assert not torch.allclose(f0[:, :, 0], f1[:, :, 0]) and torch.allclose(f0[:, :, 3], f1[:, :, 3])
+
+
 # --- training ---------------------------------------------------------------------------------------
 def tiny_run(tmp_path: Path, **task) -> Path:
     raw = {"name": "vg", "seed": 0, "data": {"dataset": "movingdigits"},
