@@ -75,7 +75,8 @@ def video_card(name: str, preset: str, steps: int, desc: str, run: Path, result:
     lines = [f"# {name}", "", desc, "",
              "| | |", "|---|---|",
              f"| task | video generation (`genforge sample {name} -n 8 -o clips.gif`) |",
-             f"| data | `movingdigits`: {cfg['task']['digits']} scikit-learn digit(s) of {cfg['task']['digit_size']} px "
+             f"| data | `movingdigits`: {cfg['task']['digits']} scikit-learn digit(s) of "
+             f"{cfg['task']['digit_size']} px "
              f"bouncing in a {cfg['model']['image_size']}x{cfg['model']['image_size']} canvas, "
              f"{cfg['model']['frames']} frames (train digit images; holdout: 500 fixed clips of held-out images) |",
              f"| config | `configs/{preset}.yaml`, {trained} |",
