@@ -82,8 +82,8 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
                       "the bar a model has to clear."]
     if "mean_colour_l1" in result:
         lines += ["", "A flat image of the training photos' mean colour scores L1 "
-                      f"{result['mean_colour_l1']:.4f}, PSNR {result['mean_colour_psnr']:.2f} dB against the same targets: the baseline that knows only "
-                      "the colours."]
+                      f"{result['mean_colour_l1']:.4f}, PSNR {result['mean_colour_psnr']:.2f} dB against the same "
+                      "targets: the baseline that knows only the colours."]
     lines += ["", "Measured by `genforge eval <model> --metrics l1,psnr,ssim,checkerboard` on the float32 weights; the "
               "float16 copy shipped here gives the same scores (outputs differ by at most one grey level on the "
               "holdout).", ""]
