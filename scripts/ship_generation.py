@@ -24,7 +24,7 @@ SHIPPED = {
                                               "critic width 32)."),
     "digits-cgan": ("cgan_digits", 4000, "Class-conditional DCGAN (label embedding in G, projection D, hinge), "
                                           "16x16 digits; --label 0..9."),
-    "digits-vae": ("vae_digits", 4000, "Convolutional VAE decoder for 16x16 digits (latent 16)."),
+    "digits-vae": ("vae_digits", 8000, "Convolutional VAE decoder for 16x16 digits (latent 16, width 64)."),
     "videogan-movingdigits": ("videogan_movingdigits", 6000,
                               "MoCoGAN-style video GAN (content code per clip, GRU motion codes, DCGAN frame "
                               "generator; image and 3D-conv video critics, hinge): 16-frame 32x32 clips of one "
