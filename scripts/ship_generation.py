@@ -25,12 +25,12 @@ SHIPPED = {
     "digits-cgan": ("cgan_digits", 4000, "Class-conditional DCGAN (label embedding in G, projection D, hinge), "
                                           "16x16 digits; --label 0..9."),
     "digits-vae": ("vae_digits", 8000, "Convolutional VAE decoder for 16x16 digits (latent 16, width 64)."),
-    "videogan-movingdigits": ("videogan_movingdigits", 9000,
+    "videogan-movingdigits": ("videogan_movingdigits", 12000,
                               "MoCoGAN-style video GAN (content code per clip, GRU motion codes, DCGAN frame "
                               "generator; image and 3D-conv video critics, hinge): 16-frame 32x32 clips of one "
                               "moving digit (EMA weights). Trained by the preset's 6,000 steps, then resumed to "
-                              "9,000 with a stronger video term (`genforge train --resume RUN --set "
-                              "train.steps=9000 --set task.video_weight=4`)."),
+                              "12,000 with a stronger video term (`genforge train --resume RUN --set "
+                              "train.steps=12000 --set task.video_weight=4`)."),
 }
 VIDEO_METRICS = ["fid", "kid", "precision", "recall", "identity", "video_fd"]
 VIDEO_ROWS = {"fid per frame": "per-frame FID (digits features, all frames vs the holdout clips' frames; real: two "
