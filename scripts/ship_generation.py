@@ -41,10 +41,15 @@ VIDEO_ROWS = {"fid per frame": "per-frame FID (digits features, all frames vs th
               "video_fd": "video Frechet distance (VideoNet features, genforge/metrics/video_net.py)"}
 
 
+def trained_text(run: Path, steps: int) -> str:
+    """The steps the run's last checkpoint reached, against the steps it was shipped for."""
+    done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
+    return f"{steps} steps" if done >= steps else f"{done} steps of a {steps}-step schedule (stopped early)"
+
+
 def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict) -> str:
     cov = result["coverage"]
-    done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
-    trained = f"{steps} steps" if done >= steps else f"{done} steps of a {steps}-step schedule (stopped early)"
+    trained = trained_text(run, steps)
     lines = [f"# {name}", "", desc, "",
              "| | |", "|---|---|",
              f"| task | generation (`genforge sample {name} -n 64 -o grid.png`) |",
@@ -72,8 +77,7 @@ def card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict)
 def video_card(name: str, preset: str, steps: int, desc: str, run: Path, result: dict) -> str:
     """The card of a video model: each measure beside real clips scored the same way."""
     cfg = read_source(str(run)).config
-    done = int(sorted((run / "checkpoints").glob("step_*.pt"))[-1].stem.split("_")[1])
-    trained = f"{steps} steps" if done >= steps else f"{done} steps of a {steps}-step schedule (stopped early)"
+    trained = trained_text(run, steps)
     lines = [f"# {name}", "", desc, "",
              "| | |", "|---|---|",
              f"| task | video generation (`genforge sample {name} -n 8 -o clips.gif`) |",
@@ -110,7 +114,7 @@ def main() -> None:
             resume = str(run) if (run / "config.yaml").exists() else None
             train(None if resume else str(ROOT / "configs" / f"{preset}.yaml"), [f"train.steps={steps}"],
                   resume=resume, run_dir=None if resume else str(run), progress=False)
-        video = preset.startswith("videogan")
+        video = read_source(str(run)).config["task"]["kind"] == "videogan"
         if video:
             result = evaluate(str(run), VIDEO_METRICS, n=500)
             text = video_card(name, preset, steps, desc, run, result)

@@ -292,17 +292,25 @@ class Translator(InferenceWrapper):
         if targets is None:
             raise UserError(f"dataset {cfg['data']['dataset']!r} has no ground truth for its {split} split "
                             "(unpaired data without a known mapping)")
-        outputs, per_image, unchanged = [], {}, []
+        colour = None
+        if data.kind != "unpaired" and {"l1", "psnr"} & set(metrics):  # a guess that knows only the colours
+            train_b = read_run_data(cfg, "train").b
+            colour = np.round(np.mean([b.reshape(-1, b.shape[2]).mean(0) for b in train_b], axis=0)).astype(np.uint8)
+        outputs, per_image = [], {}
+        baselines: dict[str, list] = {"input_unchanged": [], "mean_colour": []}  # (psnr, l1) per image
         for name, a, target in zip(data.names_a, data.a, targets):
             if a.shape == target.shape:  # the input itself as the answer: the bar a model must clear
-                unchanged.append((psnr(a, target), float(np.abs(a.astype(np.float64) - target).mean() / 255)))
+                baselines["input_unchanged"].append((psnr(a, target), _l1(a, target)))
             out = self.translate_array(a, tile=0)  # whole, as the scores are defined
             if out.shape[2] != target.shape[2]:  # a grey model output scored against RGB, or the reverse
                 out, target = _rgb(out), _rgb(target)
             outputs.append((out, target))
+            if colour is not None:
+                flat = np.broadcast_to(colour, target.shape)
+                baselines["mean_colour"].append((psnr(flat, target), _l1(flat, target)))
             row = {}
             if "l1" in metrics:
-                row["l1"] = float(np.abs(out.astype(np.float64) - target.astype(np.float64)).mean() / 255)
+                row["l1"] = _l1(out, target)
             if "psnr" in metrics:
                 row["psnr"] = psnr(out, target)
             if "ssim" in metrics:
@@ -315,14 +323,10 @@ class Translator(InferenceWrapper):
         for m in PAIRED_METRICS:
             if m in metrics:
                 result[m] = float(np.nanmean([r[m] for r in per_image.values()]))
-        if unchanged and len(unchanged) == len(outputs):
-            result["input_unchanged_psnr"] = float(np.mean([u[0] for u in unchanged]))
-            result["input_unchanged_l1"] = float(np.mean([u[1] for u in unchanged]))
-        if data.kind != "unpaired" and {"l1", "psnr"} & set(metrics):  # a guess that knows only the colours
-            colour = np.mean([b.reshape(-1, b.shape[2]).mean(0) for b in read_run_data(cfg, "train").b], axis=0)
-            flat = [(np.broadcast_to(np.round(colour).astype(np.uint8), t.shape), t) for _, t in outputs]
-            result["mean_colour_l1"] = float(np.mean([np.abs(c.astype(np.float64) - t).mean() / 255 for c, t in flat]))
-            result["mean_colour_psnr"] = float(np.mean([psnr(c, t) for c, t in flat]))
+        for key, scores in baselines.items():
+            if scores and len(scores) == len(outputs):
+                result[f"{key}_psnr"] = float(np.mean([u[0] for u in scores]))
+                result[f"{key}_l1"] = float(np.mean([u[1] for u in scores]))
         if "fid" in metrics or "kid" in metrics:
             from genforge.metrics.fid import feature_network, fid_kid
             if features == "auto":
@@ -357,6 +361,10 @@ class Translator(InferenceWrapper):
         add_runtime_options(s)
         s.set_defaults(func=cmd_translate)
 
+
+
+def _l1(a: np.ndarray, b: np.ndarray) -> float:  # mean absolute difference of uint8 images, in [0, 1] units
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean() / 255)
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
