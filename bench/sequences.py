@@ -104,21 +104,29 @@ VIDEO_CONFIG = {"data": {"dataset": "movingdigits"}, "model": {"image_size": 32,
                 "task": {"digit_size": 16, "digits": 1}}  # configs/videogan_movingdigits.yaml's clips
 
 
-def video_section(model: str | None) -> tuple[str, dict]:
-    """Every row: CLIPS clips against CLIPS fresh real clips of the train digit images."""
+def video_section(models: list[str]) -> tuple[str, dict]:
+    """Every row: CLIPS clips against CLIPS fresh real clips of the train digit images; one row per model
+    (NAME=PATH, a run or a folder), all of one clip shape."""
     from genforge.data.movingdigits import holdout_clips
     from genforge.metrics.video_net import VideoScorer, train_clips, video_baselines
-    name, path = model.split("=", 1) if model and "=" in model else (model, model)
-    video = genforge.load(path, device="cpu") if path else None
-    cfg = video.source.config if video else VIDEO_CONFIG
+    loaded = {}
+    for model in models:
+        name, path = model.split("=", 1) if "=" in model else (model, model)
+        loaded[name] = genforge.load(path, device="cpu")
+    configs = [video.source.config for video in loaded.values()] or [VIDEO_CONFIG]
+    cfg = configs[0]
     m, t = cfg["model"], cfg["task"]
+    shape = [(c["model"]["image_size"], c["model"]["frames"], c["task"]["digit_size"], c["task"]["digits"])
+             for c in configs]
+    if len(set(shape)) > 1:
+        raise SystemExit(f"error: the video models draw clips of different shapes {shape}: one table takes one")
     t0 = time.perf_counter()
     scorer = VideoScorer(train_clips(cfg, CLIPS, seed=0), digit_size=t["digit_size"], digits=t["digits"])
     real = holdout_clips(m["image_size"], m["frames"], t["digit_size"], t["digits"])[0][:CLIPS]
     rows = {f"real holdout{'' if k == 'real' else ': ' + k}": v for k, v in video_baselines(scorer, real).items()}
-    if video:
+    for name, video in loaded.items():
         start = time.perf_counter()
-        clips = video.generate(CLIPS, seed=0)
+        clips = video.generate(CLIPS, seed=0)  # a conditional model: random labels
         rows[name] = {**scorer(clips), "clips_s": CLIPS / (time.perf_counter() - start)}
     seconds = time.perf_counter() - t0
     for row, scores in rows.items():
@@ -157,8 +165,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--text", action="append", default=[], metavar="NAME=PATH", help="text model (run or folder)")
     p.add_argument("--video", action="store_true", help="the video table: real holdout clips and the baselines")
-    p.add_argument("--video-model", metavar="NAME=PATH", help="a video model (run or folder) for the video table's "
-                   "model row (implies --video)")
+    p.add_argument("--video-model", action="append", default=[], metavar="NAME=PATH",
+                   help="a video model (run or folder): a model row of the video table (implies --video; repeat it)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     if not args.text and not (args.video or args.video_model):

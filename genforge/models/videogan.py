@@ -4,6 +4,11 @@
     z_motion  (B, T, noise_dim)       per-frame noise -> GRU -> motion codes (B, T, motion_dim): how
     [content | motion_t] per frame -> a DCGAN frame generator (models/dcgan.py) -> (B, T, C, H, W)
 
+or, with model.motion: translate, a layered sprite model: the frame generator draws one frame a clip
+from the content code alone, and frame t is that frame shifted by a position read from motion_t (a
+linear map and tanh; uncovered pixels black). The identity cannot drift within a clip; only rigid
+motion (a moving object on black, a camera pan) can be drawn.
+
 Two critics judge the result: an image discriminator on single frames (dcgan.Discriminator: is
 each frame a plausible digit?) and a video discriminator of 3D convolutions on whole clips (is the
 motion plausible: constant velocity, bounces, one identity throughout?). Class conditioning (which
@@ -62,10 +67,19 @@ class VideoGANConfig(BaseModel):
         "windows) or flatten (every time step kept: it sees the whole clip at once, so a digit that changes "
         "identity or stops moving over the clip costs more)."))
 
+    motion: Literal["codes", "translate"] = Field("codes", description=(
+        "How motion reaches the frames: codes (MoCoGAN: each frame is drawn from [content | motion_t], so the "
+        "appearance may drift over a clip) or translate (one frame a clip is drawn from the content code and "
+        "shifted per frame by a position the motion code gives, uncovered pixels black: the identity cannot "
+        "change, only rigid motion is possible)."))
+    max_shift: float = Field(0.5, gt=0.0, le=1.0, description="motion: translate: the largest shift along each "
+                             "axis, a fraction of the frame side.")
+
     def frame_config(self) -> ConvNetConfig:
         """The DCGAN shape of the frame generator and the image discriminator."""
+        motion = self.motion_dim if self.motion == "codes" else 0
         return ConvNetConfig(image_size=self.image_size, channels=self.channels,
-                             latent_dim=self.content_dim + self.motion_dim, width=self.width, d_width=self.d_width,
+                             latent_dim=self.content_dim + motion, width=self.width, d_width=self.d_width,
                              max_width=self.max_width, g_activation=self.g_activation, d_activation=self.d_activation,
                              g_norm=self.g_norm, d_norm=self.d_norm, num_classes=self.num_classes)
 
@@ -91,6 +105,13 @@ class VideoGenerator(nn.Module):
         self.image_size, self.channels = cfg.image_size, cfg.channels
         self.motion = nn.GRU(cfg.noise_dim, cfg.motion_dim, batch_first=True)
         self.frame = Generator(cfg.frame_config())
+        self.translate = cfg.motion == "translate"
+        if self.translate:
+            self.place = nn.Linear(cfg.motion_dim, 2)  # motion code -> (x, y) shift before tanh
+            self.max_shift = 2 * cfg.max_shift  # grid units: the frame spans [-1, 1]
+            side = (torch.arange(cfg.image_size) * 2 + 1) / cfg.image_size - 1  # pixel centres (align_corners off)
+            ys, xs = torch.meshgrid(side, side, indexing="ij")
+            self.register_buffer("grid", torch.stack([xs, ys], 2)[None], persistent=False)  # (1, H, W, 2)
 
     def motion_codes(self, z_motion: torch.Tensor) -> torch.Tensor:
         return self.motion(z_motion)[0]  # (B, T, motion_dim), from a zero state
@@ -101,9 +122,22 @@ class VideoGenerator(nn.Module):
             raise ValueError("this generator is class-conditional: pass labels")
         motion = self.motion_codes(z_motion)
         b, t = motion.shape[:2]
+        if self.translate:
+            return self.shifted(self.frame(z_content, *((labels,) if self.num_classes else ())), motion)
         codes = torch.cat([z_content[:, None].expand(-1, t, -1), motion], dim=2).flatten(0, 1)
         extra = (labels[:, None].expand(-1, t).reshape(-1),) if self.num_classes else ()
         frames = self.frame(codes, *extra)
+        return frames.unflatten(0, (b, t))
+
+
+    def shifted(self, sprite: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """One frame a clip (B, C, H, W) moved to each frame's position (B, T, 2) -> (B, T, C, H, W): frame t
+        at pixel p is the sprite at p - shift_t (bilinear), black where that falls outside it."""
+        b, t = motion.shape[:2]
+        shift = torch.tanh(self.place(motion)) * self.max_shift
+        grid = self.grid - shift.reshape(b * t, 1, 1, 2)
+        frames = nn.functional.grid_sample(sprite.repeat_interleave(t, 0) + 1, grid, mode="bilinear",
+                                           padding_mode="zeros", align_corners=False) - 1
         return frames.unflatten(0, (b, t))
 
 

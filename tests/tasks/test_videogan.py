@@ -126,6 +126,33 @@ def test_generator_and_critics_shapes():
         G(torch.randn(2, 8), torch.randn(2, 6, 3))
 
 
+def test_translate_moves_one_frame_a_clip():
+    from genforge.models.videogan import VideoGANConfig, VideoGenerator
+    torch.manual_seed(0)
+    cfg = VideoGANConfig(image_size=16, frames=5, width=8, content_dim=8, motion_dim=4, noise_dim=3, num_classes=10,
+                         motion="translate")
+    G = VideoGenerator(cfg).eval()
+    assert G.frame.latent_dim == 8  # the frame generator reads the content code alone
+    z, labels = torch.randn(2, 8), torch.tensor([3, 4])
+    with torch.no_grad():
+        sprite = G.frame(z, labels)
+        G.place.weight.zero_()
+        G.place.bias.zero_()
+        assert torch.allclose(G(z, torch.randn(2, 5, 3), labels), sprite[:, None].expand(-1, 5, -1, -1, -1), atol=1e-6)
+        # a shift of 2 pixels right (tanh(b) * 2 * max_shift grid units, the side spans 2 units = 16 pixels)
+        G.place.bias.copy_(torch.tensor([float(torch.atanh(torch.tensor(2 / 16 * 2 / (2 * cfg.max_shift)))), 0.0]))
+        moved = G(z, torch.randn(2, 11, 3), labels)  # longer clips too
+    assert moved.shape == (2, 11, 1, 16, 16)
+    assert torch.allclose(moved[..., 2:], sprite[:, None, :, :, :-2].expand(-1, 11, -1, -1, -1), atol=1e-5)
+    assert torch.equal(moved[..., :2], torch.full_like(moved[..., :2], -1.0))  # uncovered pixels are black
+    # the motion code moves the frame, and gradients reach the position map
+    G.place.weight.data.normal_()
+    clips = G(z, torch.randn(2, 5, 3), labels)
+    assert not torch.allclose(clips[:, 0], clips[:, -1])
+    clips.sum().backward()
+    assert G.place.weight.grad.abs().sum() > 0
+
+
 def test_video_critic_flatten_keeps_every_time_step():
     from genforge.models.videogan import VideoDiscriminator, VideoGANConfig
     torch.manual_seed(0)
@@ -199,6 +226,11 @@ def video_folder(tmp_path_factory) -> Path:
     return random_folder(tmp_path_factory.mktemp("video"), "videogan", "videogan", num_classes=10)
 
 
+@pytest.fixture(scope="module")
+def translate_folder(tmp_path_factory) -> Path:
+    return random_folder(tmp_path_factory.mktemp("video"), "videogan", "videogan", num_classes=10, motion="translate")
+
+
 def test_sample_to_gif_mp4_and_folder_through_the_cli(video_folder, tmp_path):
     gif = tmp_path / "clips.gif"
     r = run_cli("sample", video_folder, "-n", "6", "--nrow", "3", "--label", "3", "-o", gif)
@@ -230,11 +262,13 @@ def test_bad_sample_options_are_one_line(video_folder, tmp_path, capsys):
     assert not (tmp_path / "bad.gif").exists() and not (tmp_path / "x.png").exists()
 
 
-def test_onnx_video_generator_samples(video_folder, tmp_path):
+@pytest.mark.parametrize("folder", ["video_folder", "translate_folder"])
+def test_onnx_video_generator_samples(folder, tmp_path, request):
     from genforge.deploy.export import export_onnx
-    export_onnx(str(video_folder), tmp_path / "v.onnx")
+    folder = request.getfixturevalue(folder)
+    export_onnx(str(folder), tmp_path / "v.onnx")
     video = genforge.load(str(tmp_path / "v.onnx"))
-    torch_clips = genforge.load(str(video_folder), device="cpu").generate(2, label=1, seed=3, frames=7)
+    torch_clips = genforge.load(str(folder), device="cpu").generate(2, label=1, seed=3, frames=7)
     assert torch.allclose(video.generate(2, label=1, seed=3, frames=7), torch_clips, atol=1e-4)
 
 
