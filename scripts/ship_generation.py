@@ -26,11 +26,10 @@ SHIPPED = {
                                           "16x16 digits; --label 0..9."),
     "digits-vae": ("vae_digits", 8000, "Convolutional VAE decoder for 16x16 digits (latent 16, width 64)."),
     "videogan-movingdigits": ("videogan_movingdigits", 12000,
-                              "MoCoGAN-style video GAN (content code per clip, GRU motion codes, DCGAN frame "
-                              "generator; image and 3D-conv video critics, hinge): 16-frame 32x32 clips of one "
-                              "moving digit (EMA weights). Trained by the preset's 6,000 steps, then resumed to "
-                              "12,000 with a stronger video term (`genforge train --resume RUN --set "
-                              "train.steps=12000 --set task.video_weight=4`)."),
+                              "MoCoGAN-style video GAN (content code per clip, GRU motion codes; image and 3D-conv "
+                              "video critics, hinge) with `model.motion: translate`: a DCGAN generator draws one "
+                              "frame a clip from the content code and the motion codes move it: 16-frame 32x32 "
+                              "clips of one moving digit (EMA weights)."),
 }
 VIDEO_METRICS = ["fid", "kid", "precision", "recall", "identity", "video_fd"]
 VIDEO_ROWS = {"fid per frame": "per-frame FID (digits features, all frames vs the holdout clips' frames; real: two "
@@ -94,6 +93,9 @@ def video_card(name: str, preset: str, steps: int, desc: str, run: Path, result:
         if key in result["model_vs_real"]:
             row = result["model_vs_real"][key]
             lines.append(f"| {label} | {row['model']:.3f} | {row['real']:.3f} |")
+    if "accuracy" in result:
+        lines += ["", f"Frames classified as the requested digit (shipped classifier, digit crops): "
+                  f"{result['accuracy']:.1%}"]
     lines += ["", "Baselines (a model with no temporal structure, a clip without motion) and the sampling speed: "
               "bench/results/sequences.md. Measured by `genforge eval` with the shipped digits classifier and "
               "VideoNet.", ""]
@@ -116,7 +118,8 @@ def main() -> None:
                   resume=resume, run_dir=None if resume else str(run), progress=False)
         video = read_source(str(run)).config["task"]["kind"] == "videogan"
         if video:
-            result = evaluate(str(run), VIDEO_METRICS, n=500)
+            conditional = read_source(str(run)).config["model"]["num_classes"] > 0
+            result = evaluate(str(run), VIDEO_METRICS + ["accuracy"] * conditional, n=500)
             text = video_card(name, preset, steps, desc, run, result)
         else:
             metrics = ["fid", "kid", "precision", "recall", "pixel_fd", "coverage"]
