@@ -116,14 +116,14 @@ def main() -> None:
             resume = str(run) if (run / "config.yaml").exists() else None
             train(None if resume else str(ROOT / "configs" / f"{preset}.yaml"), [f"train.steps={steps}"],
                   resume=resume, run_dir=None if resume else str(run), progress=False)
-        video = read_source(str(run)).config["task"]["kind"] == "videogan"
+        cfg = read_source(str(run)).config
+        video, conditional = cfg["task"]["kind"] == "videogan", cfg["model"].get("num_classes", 0) > 0
         if video:
-            conditional = read_source(str(run)).config["model"]["num_classes"] > 0
             result = evaluate(str(run), VIDEO_METRICS + ["accuracy"] * conditional, n=500)
             text = video_card(name, preset, steps, desc, run, result)
         else:
             metrics = ["fid", "kid", "precision", "recall", "pixel_fd", "coverage"]
-            metrics += ["accuracy"] if "cgan" in name else []
+            metrics += ["accuracy"] * conditional
             result = evaluate(str(run), metrics, n=2000)
             text = card(name, preset, steps, desc, run, result)
         out = PRETRAINED_DIR / name

@@ -108,7 +108,7 @@ class VideoGenerator(nn.Module):
         self.translate = cfg.motion == "translate"
         if self.translate:
             self.place = nn.Linear(cfg.motion_dim, 2)  # motion code -> (x, y) shift before tanh
-            self.max_shift = 2 * cfg.max_shift  # grid units: the frame spans [-1, 1]
+            self.shift_range = 2 * cfg.max_shift  # in grid units: the frame spans [-1, 1]
             side = (torch.arange(cfg.image_size) * 2 + 1) / cfg.image_size - 1  # pixel centres (align_corners off)
             ys, xs = torch.meshgrid(side, side, indexing="ij")
             self.register_buffer("grid", torch.stack([xs, ys], 2)[None], persistent=False)  # (1, H, W, 2)
@@ -129,12 +129,11 @@ class VideoGenerator(nn.Module):
         frames = self.frame(codes, *extra)
         return frames.unflatten(0, (b, t))
 
-
     def shifted(self, sprite: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         """One frame a clip (B, C, H, W) moved to each frame's position (B, T, 2) -> (B, T, C, H, W): frame t
         at pixel p is the sprite at p - shift_t (bilinear), black where that falls outside it."""
         b, t = motion.shape[:2]
-        shift = torch.tanh(self.place(motion)) * self.max_shift
+        shift = torch.tanh(self.place(motion)) * self.shift_range
         grid = self.grid - shift.reshape(b * t, 1, 1, 2)
         frames = nn.functional.grid_sample(sprite.repeat_interleave(t, 0) + 1, grid, mode="bilinear",
                                            padding_mode="zeros", align_corners=False) - 1
