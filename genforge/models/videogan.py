@@ -74,6 +74,8 @@ class VideoGANConfig(BaseModel):
         "change, only rigid motion is possible)."))
     max_shift: float = Field(0.5, gt=0.0, le=1.0, description="motion: translate: the largest shift along each "
                              "axis, a fraction of the frame side.")
+    snap: bool = Field(False, description="motion: translate: round every shift to whole pixels (a straight-through "
+                       "gradient in training), so the sprite is copied, not resampled, as real clips are pasted.")
 
     def frame_config(self) -> ConvNetConfig:
         """The DCGAN shape of the frame generator and the image discriminator."""
@@ -109,6 +111,7 @@ class VideoGenerator(nn.Module):
         if self.translate:
             self.place = nn.Linear(cfg.motion_dim, 2)  # motion code -> (x, y) shift before tanh
             self.shift_range = 2 * cfg.max_shift  # in grid units: the frame spans [-1, 1]
+            self.snap = cfg.snap
             side = (torch.arange(cfg.image_size) * 2 + 1) / cfg.image_size - 1  # pixel centres (align_corners off)
             ys, xs = torch.meshgrid(side, side, indexing="ij")
             self.register_buffer("grid", torch.stack([xs, ys], 2)[None], persistent=False)  # (1, H, W, 2)
@@ -134,6 +137,9 @@ class VideoGenerator(nn.Module):
         at pixel p is the sprite at p - shift_t (bilinear), black where that falls outside it."""
         b, t = motion.shape[:2]
         shift = torch.tanh(self.place(motion)) * self.shift_range
+        if self.snap:  # whole pixels (one pixel is 2 / side in grid units); the gradient passes straight through
+            pixels = self.image_size / 2
+            shift = shift + (torch.round(shift * pixels) / pixels - shift).detach()
         grid = self.grid - shift.reshape(b * t, 1, 1, 2)
         frames = nn.functional.grid_sample(sprite.repeat_interleave(t, 0) + 1, grid, mode="bilinear",
                                            padding_mode="zeros", align_corners=False) - 1

@@ -153,6 +153,27 @@ def test_translate_moves_one_frame_a_clip():
     assert G.place.weight.grad.abs().sum() > 0
 
 
+def test_snap_copies_the_sprite_at_whole_pixels_and_still_trains_the_position():
+    from genforge.models.videogan import VideoGANConfig, VideoGenerator
+    torch.manual_seed(0)
+    cfg = VideoGANConfig(image_size=16, frames=3, width=8, content_dim=8, motion_dim=4, noise_dim=3,
+                         motion="translate", snap=True)
+    G = VideoGenerator(cfg).eval()
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        sprite = G.frame(z)
+        G.place.weight.zero_()
+        # 2.4 pixels right and 0.4 down: snapped to exactly 2 and 0, a copy with no resampling blur
+        shift = torch.tensor([2.4, 0.4]) / 16 * 2 / (2 * cfg.max_shift)
+        G.place.bias.copy_(torch.atanh(shift))
+        moved = G(z, torch.randn(2, 3, 3))
+    assert torch.allclose(moved[..., 2:], sprite[:, None, :, :, :-2].expand(-1, 3, -1, -1, -1), atol=1e-5)
+    assert torch.equal(moved[..., :2], torch.full_like(moved[..., :2], -1.0))
+    G.place.weight.data.normal_()
+    G(z, torch.randn(2, 3, 3)).sum().backward()
+    assert G.place.weight.grad.abs().sum() > 0  # straight through the rounding
+
+
 def test_video_critic_flatten_keeps_every_time_step():
     from genforge.models.videogan import VideoDiscriminator, VideoGANConfig
     torch.manual_seed(0)
@@ -231,6 +252,11 @@ def translate_folder(tmp_path_factory) -> Path:
     return random_folder(tmp_path_factory.mktemp("video"), "videogan", "videogan", num_classes=10, motion="translate")
 
 
+@pytest.fixture(scope="module")
+def snap_folder(tmp_path_factory) -> Path:
+    return random_folder(tmp_path_factory.mktemp("video"), "videogan", "videogan", motion="translate", snap=True)
+
+
 def test_sample_to_gif_mp4_and_folder_through_the_cli(video_folder, tmp_path):
     gif = tmp_path / "clips.gif"
     r = run_cli("sample", video_folder, "-n", "6", "--nrow", "3", "--label", "3", "-o", gif)
@@ -262,14 +288,15 @@ def test_bad_sample_options_are_one_line(video_folder, tmp_path, capsys):
     assert not (tmp_path / "bad.gif").exists() and not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.parametrize("folder", ["video_folder", "translate_folder"])
+@pytest.mark.parametrize("folder", ["video_folder", "translate_folder", "snap_folder"])
 def test_onnx_video_generator_samples(folder, tmp_path, request):
     from genforge.deploy.export import export_onnx
+    label = None if folder == "snap_folder" else 1
     folder = request.getfixturevalue(folder)
     export_onnx(str(folder), tmp_path / "v.onnx")
     video = genforge.load(str(tmp_path / "v.onnx"))
-    torch_clips = genforge.load(str(folder), device="cpu").generate(2, label=1, seed=3, frames=7)
-    assert torch.allclose(video.generate(2, label=1, seed=3, frames=7), torch_clips, atol=1e-4)
+    torch_clips = genforge.load(str(folder), device="cpu").generate(2, label=label, seed=3, frames=7)
+    assert torch.allclose(video.generate(2, label=label, seed=3, frames=7), torch_clips, atol=1e-4)
 
 
 def test_service_returns_an_animated_gif(video_folder):
