@@ -22,8 +22,9 @@ from genforge.train import train  # noqa: E402
 SHIPPED = {
     "digits-wgangp": ("wgangp_digits", 40000, "WGAN-GP DCGAN generator for 16x16 digits (EMA weights; G width 64, "
                                               "critic width 32)."),
-    "digits-cgan": ("cgan_digits", 4000, "Class-conditional DCGAN (label embedding in G, projection D, hinge), "
-                                          "16x16 digits; --label 0..9."),
+    "digits-cgan": ("cgan_digits", 10000, "Class-conditional WGAN-GP DCGAN (label embedding in G, projection "
+                                           "critic, gradient penalty; G width 64, critic width 32; EMA weights), "
+                                           "16x16 digits; --label 0..9."),
     "digits-vae": ("vae_digits", 8000, "Convolutional VAE decoder for 16x16 digits (latent 16, width 64)."),
     "videogan-movingdigits": ("videogan_movingdigits", 12000,
                               "MoCoGAN-style video GAN (content code per clip, GRU motion codes; image and 3D-conv "
