@@ -75,7 +75,9 @@ class VideoGANConfig(BaseModel):
     max_shift: float = Field(0.5, gt=0.0, le=1.0, description="motion: translate: the largest shift along each "
                              "axis, a fraction of the frame side.")
     snap: bool = Field(False, description="motion: translate: round every shift to whole pixels (a straight-through "
-                       "gradient in training), so the sprite is copied, not resampled, as real clips are pasted.")
+                       "gradient in training), so the sprite is copied, not resampled, as real clips are pasted. "
+                       "Measured: switched on for the last 2,500 of 14,500 steps it collapsed the generator; "
+                       "off in the preset.")
 
     def frame_config(self) -> ConvNetConfig:
         """The DCGAN shape of the frame generator and the image discriminator."""
