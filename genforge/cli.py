@@ -22,6 +22,8 @@ def cmd_datasets(args) -> int:
     print("also: folder:PATH (any image folder, recursive; class sub-folders with data.class_folders)")
     print("      bsds500:PATH (the Berkeley photos, e.g. bsds500:../shared/datasets/BSDS500; splits train = train + "
           "test folders, 400 photos; val = BSD100; all)")
+    print("      photo2poster:PATH (photo2poster with BSDS500's 400 train photos at PATH added to its two domains; "
+          "the bundled holdout)")
     print("      text:PATH (a UTF-8 file or folder of .txt/.md/.rst/.py for text models; holdout: the last 10% of "
           "each file)")
     return 0

@@ -20,7 +20,8 @@ from genforge.data.color import LUMA
 from genforge.data.pair_folders import SPLITS, TranslationData
 from genforge.errors import UserError
 
-__all__ = ["BUNDLED", "LABEL_NC", "bundled_pairs", "dataset_rows", "posterize", "translation_datasets"]
+__all__ = ["BUNDLED", "LABEL_NC", "POSTER_PREFIX", "bundled_pairs", "dataset_rows", "posterize",
+           "translation_datasets"]
 
 LABEL_NC = 8  # classes of labels2photos
 _POSTER_LEVELS = np.array([32, 96, 160, 224], dtype=np.uint8)
@@ -181,6 +182,35 @@ def _build_photo2poster(split: str) -> TranslationData:
                            list(names_a), list(names_b), 3, 3, truth=[_poster(n) for n in names_a])
 
 
+POSTER_PREFIX = "photo2poster:"
+
+
+@functools.lru_cache(maxsize=2)
+def photo2poster_with_bsds500(spec: str, split: str) -> TranslationData:
+    """``photo2poster:PATH``: photo2poster with the 400 BSDS500 train photos at PATH added to its
+    training domains (alternately to A and to B, as the bundled photos are), so a CycleGAN sees
+    205 photos and 205 posters of other photos, not 5 and 5; the holdout is the bundled one, so
+    scores compare with a model trained on the bundled set alone."""
+    from genforge.data import bsds500
+
+    bundled = _bundled("photo2poster", split)
+    if not spec[len(POSTER_PREFIX):]:
+        example = POSTER_PREFIX + bsds500.EXAMPLE[len(bsds500.PREFIX):]
+        raise UserError(f"dataset '{spec}' needs the BSDS500 folder, e.g. {example}")
+    if split != "train":
+        return bundled
+    source = bsds500.PREFIX + spec[len(POSTER_PREFIX):]
+    try:
+        photos, ids = bsds500.read_photos(source, "train")
+    except UserError as exc:  # named as the user wrote it
+        raise UserError(str(exc).replace(f"dataset '{source}'", f"dataset '{spec}'")) from None
+    photos_a, photos_b = [_frozen(p) for p in photos[0::2]], [_frozen(posterize(p)) for p in photos[1::2]]
+    return TranslationData("unpaired", [*bundled.a, *photos_a], [*bundled.b, *photos_b],
+                           [*bundled.names_a, *(f"{i}.jpg" for i in ids[0::2])],
+                           [*bundled.names_b, *(f"{i}.jpg" for i in ids[1::2])], 3, 3,
+                           truth=[*bundled.truth, *(_frozen(posterize(p)) for p in photos_a)])
+
+
 # name -> kind, channels (A->B, for the listing), description and builder (split -> TranslationData
 # of cached read-only arrays; bundled_pairs hands out copies)
 BUNDLED: dict[str, dict] = {
@@ -224,7 +254,7 @@ def bundled_pairs(name: str, split: str, *, label_nc: int | None = None) -> Tran
     """A bundled set's split as fresh copies (the cache stays untouched by callers' edits)."""
     if name == "labels2photos" and label_nc not in (None, LABEL_NC):
         raise UserError(f"dataset '{name}' has label_nc {LABEL_NC}, not {label_nc}")
-    data = _bundled(name, split)
+    data = photo2poster_with_bsds500(name, split) if name.startswith(POSTER_PREFIX) else _bundled(name, split)
     return dataclasses.replace(data, a=_copies(data.a), b=_copies(data.b), names_a=list(data.names_a),
                                names_b=list(data.names_b), truth=_copies(data.truth))
 

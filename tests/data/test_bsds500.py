@@ -74,6 +74,31 @@ def test_contour_pairs_serve_pix2pix(tmp_path):
     assert np.array_equal(holdout.b[0], read_photos(f"bsds500:{root}", "val")[0][0])
 
 
+def test_photo2poster_gains_the_training_photos(tmp_path):
+    """photo2poster:PATH: the BSDS500 train photos join the two unpaired domains alternately (B
+    posterized, A's truth the posterized A), the bundled photos stay first, the holdout is the bundled
+    one and needs no BSDS500 read."""
+    from genforge.data.builtin_pairs import posterize
+    from genforge.data.pair_folders import read_translation
+
+    root = miniature(tmp_path / "BSDS500")
+    bundled, train = read_translation("photo2poster", "train"), read_translation(f"photo2poster:{root}", "train")
+    photos, ids = read_photos(f"bsds500:{root}", "train")
+    assert train.kind == "unpaired" and len(train.a) == len(bundled.a) + 2 and len(train.b) == len(bundled.b) + 2
+    assert train.names_a[: len(bundled.a)] == bundled.names_a
+    assert train.names_a[-2:] == [f"{ids[0]}.jpg", f"{ids[2]}.jpg"]
+    assert np.array_equal(train.a[-1], photos[2]) and np.array_equal(train.b[-1], posterize(photos[3]))
+    assert np.array_equal(train.truth[-2], posterize(photos[0])) and len(train.truth) == len(train.a)
+    train.a[-1][:] = 0  # copies: the cache is untouched
+    assert np.array_equal(read_translation(f"photo2poster:{root}", "train").a[-1], photos[2])
+    holdout = read_translation(f"photo2poster:{tmp_path / 'absent'}", "holdout")
+    assert holdout.names_a == read_translation("photo2poster", "holdout").names_a
+    with pytest.raises(UserError, match="needs the BSDS500 folder"):
+        read_translation("photo2poster:", "train")
+    with pytest.raises(UserError, match="'photo2poster:.*absent' does not exist"):
+        read_translation(f"photo2poster:{tmp_path / 'absent'}", "train")
+
+
 @pytest.mark.parametrize("spec,match", [("bsds500:", "needs a path"), ("bsds500:/nonexistent/BSDS", "does not exist"),
                                         ("bsds500:{tmp}", "no data/images")])
 def test_bad_paths_are_one_clear_error(tmp_path, spec, match):
