@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genforge.data.builtin_pairs import BUNDLED  # noqa: E402
+from genforge.data.builtin_pairs import BUNDLED, POSTER_PREFIX  # noqa: E402
 from genforge.demo import translation_sheet  # noqa: E402
 from genforge.deploy.translator import Translator  # noqa: E402
 from genforge.deploy.pretrained import PRETRAINED_DIR, export_folder, read_source  # noqa: E402
@@ -55,6 +55,13 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
                        "2011).")
         data_row = ("BSDS500 (`bsds500:PATH`, ../shared/datasets): the annotators' mean contours -> the photo; "
                     "train + test (400 photos) trained on, val (BSD100, 100 photos) held out")
+    elif data.startswith(POSTER_PREFIX):
+        description = (f"{WHAT[kind]} trained on the bundled photo2poster with BSDS500's train photos added (P. "
+                       "Arbelaez, M. Maire, C. Fowlkes and J. Malik, \"Contour Detection and Hierarchical Image "
+                       "Segmentation\", IEEE TPAMI 33(5), 2011).")
+        data_row = ("`photo2poster:PATH` (BSDS500 in ../shared/datasets): the bundled photo2poster's 5 + 5 training "
+                    "photos and BSDS500's train + test folders (400 photos), alternately to A (photos) and B (posters "
+                    "of the other photos); held out: the bundled holdout photos against posterize")
     else:
         description = f"{WHAT[kind]} trained on the bundled {data}."
         data_row = f"bundled `{data}`: {BUNDLED[data]['description']}"
