@@ -35,6 +35,9 @@ WHAT = {
     "spade": "SPADE (spatially-adaptive normalisation, multi-scale PatchGAN, hinge + feature matching)",
 }
 
+BSDS500_CITATION = ('P. Arbelaez, M. Maire, C. Fowlkes and J. Malik, "Contour Detection and Hierarchical Image '
+                    'Segmentation", IEEE TPAMI 33(5), 2011')
+
 
 def card(name: str, run: Path, result: dict) -> tuple[str, str]:
     source = read_source(str(run))
@@ -50,15 +53,12 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
         steps += ", ended by train.steps"
     params = sum(v.numel() for v in source.state.values())
     if data.startswith("bsds500:"):
-        description = (f"{WHAT[kind]} trained on BSDS500's human-drawn contours (P. Arbelaez, M. Maire, C. Fowlkes "
-                       "and J. Malik, \"Contour Detection and Hierarchical Image Segmentation\", IEEE TPAMI 33(5), "
-                       "2011).")
+        description = f"{WHAT[kind]} trained on BSDS500's human-drawn contours ({BSDS500_CITATION})."
         data_row = ("BSDS500 (`bsds500:PATH`, ../shared/datasets): the annotators' mean contours -> the photo; "
                     "train + test (400 photos) trained on, val (BSD100, 100 photos) held out")
     elif data.startswith(POSTER_PREFIX):
-        description = (f"{WHAT[kind]} trained on the bundled photo2poster with BSDS500's train photos added (P. "
-                       "Arbelaez, M. Maire, C. Fowlkes and J. Malik, \"Contour Detection and Hierarchical Image "
-                       "Segmentation\", IEEE TPAMI 33(5), 2011).")
+        description = (f"{WHAT[kind]} trained on the bundled photo2poster with BSDS500's train photos added "
+                       f"({BSDS500_CITATION}).")
         data_row = ("`photo2poster:PATH` (BSDS500 in ../shared/datasets): the bundled photo2poster's 5 + 5 training "
                     "photos and BSDS500's train + test folders (400 photos), alternately to A (photos) and B (posters "
                     "of the other photos); held out: the bundled holdout photos against posterize")

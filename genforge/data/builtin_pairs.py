@@ -20,8 +20,8 @@ from genforge.data.color import LUMA
 from genforge.data.pair_folders import SPLITS, TranslationData
 from genforge.errors import UserError
 
-__all__ = ["BUNDLED", "LABEL_NC", "POSTER_PREFIX", "bundled_pairs", "dataset_rows", "posterize",
-           "translation_datasets"]
+__all__ = ["BUNDLED", "LABEL_NC", "POSTER_PREFIX", "bundled_pairs", "dataset_rows", "photo2poster_pairs",
+           "posterize", "translation_datasets"]
 
 LABEL_NC = 8  # classes of labels2photos
 _POSTER_LEVELS = np.array([32, 96, 160, 224], dtype=np.uint8)
@@ -186,7 +186,7 @@ POSTER_PREFIX = "photo2poster:"
 
 
 @functools.lru_cache(maxsize=2)
-def photo2poster_with_bsds500(spec: str, split: str) -> TranslationData:
+def _photo2poster_with_bsds500(spec: str, split: str) -> TranslationData:
     """``photo2poster:PATH``: photo2poster with the 400 BSDS500 train photos at PATH added to its
     training domains (alternately to A and to B, as the bundled photos are), so a CycleGAN sees
     205 photos and 205 posters of other photos, not 5 and 5; the holdout is the bundled one, so
@@ -250,13 +250,22 @@ def _copies(arrays: list[np.ndarray] | None) -> list[np.ndarray] | None:
     return None if arrays is None else [x.copy() for x in arrays]
 
 
-def bundled_pairs(name: str, split: str, *, label_nc: int | None = None) -> TranslationData:
-    """A bundled set's split as fresh copies (the cache stays untouched by callers' edits)."""
-    if name == "labels2photos" and label_nc not in (None, LABEL_NC):
-        raise UserError(f"dataset '{name}' has label_nc {LABEL_NC}, not {label_nc}")
-    data = photo2poster_with_bsds500(name, split) if name.startswith(POSTER_PREFIX) else _bundled(name, split)
+def _fresh(data: TranslationData) -> TranslationData:
+    """A cached set as fresh copies (the cache stays untouched by callers' edits)."""
     return dataclasses.replace(data, a=_copies(data.a), b=_copies(data.b), names_a=list(data.names_a),
                                names_b=list(data.names_b), truth=_copies(data.truth))
+
+
+def bundled_pairs(name: str, split: str, *, label_nc: int | None = None) -> TranslationData:
+    """A bundled set's split as fresh copies."""
+    if name == "labels2photos" and label_nc not in (None, LABEL_NC):
+        raise UserError(f"dataset '{name}' has label_nc {LABEL_NC}, not {label_nc}")
+    return _fresh(_bundled(name, split))
+
+
+def photo2poster_pairs(spec: str, split: str) -> TranslationData:
+    """``photo2poster:PATH``'s split as fresh copies (see _photo2poster_with_bsds500)."""
+    return _fresh(_photo2poster_with_bsds500(spec, split))
 
 
 def _counts(name: str, split: str) -> tuple[int, list[tuple[int, ...]]]:

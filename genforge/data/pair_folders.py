@@ -234,12 +234,14 @@ def read_translation(spec: str, split: str = "train", *, label_nc: int | None = 
     """A translation dataset at full resolution: a bundled name, ``aligned:PATH``,
     ``unaligned:PATH`` or ``semantic:PATH`` (which needs ``label_nc``; other kinds ignore it)."""
     # imported here: the bundled sets build TranslationData records, so they import this module
-    from genforge.data.builtin_pairs import BUNDLED, POSTER_PREFIX, bundled_pairs
+    from genforge.data.builtin_pairs import BUNDLED, POSTER_PREFIX, bundled_pairs, photo2poster_pairs
 
     if split not in SPLITS:
         raise UserError(f"translation datasets have splits {', '.join(SPLITS)}, not '{split}'")
-    if spec in BUNDLED or spec.startswith(POSTER_PREFIX):
+    if spec in BUNDLED:
         return bundled_pairs(spec, split, label_nc=label_nc)
+    if spec.startswith(POSTER_PREFIX):
+        return photo2poster_pairs(spec, split)
     if spec.startswith(bsds500.PREFIX):
         return bsds500.contour_pairs(spec, split)
     prefix = next((p for p in _PREFIXES if spec.startswith(p)), None)
