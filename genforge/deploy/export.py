@@ -3,7 +3,7 @@ lets the inference wrappers (infer.py) call an .onnx file as if it were the torc
 
 An exported file carries what the wrappers need in its metadata_props (genforge_format, task (the
 family), config, and the integer attributes of the family's onnx_signature, e.g. scale, channels,
-size_multiple), so it stands alone."""
+size_multiple, and tensor_attributes: JSON of named float tensors), so it stands alone."""
 
 import json
 import os
@@ -136,6 +136,8 @@ class OnnxRunner:
         for key, value in meta.items():
             if key not in ("genforge_format", "task", "config") and value.lstrip("-").isdigit():
                 setattr(self, key, int(value))
+        for key, value in json.loads(meta.get("tensor_attributes", "{}")).items():  # e.g. a VAE's latent mixture
+            setattr(self, key, torch.tensor(value, dtype=torch.float32))
         if getattr(self, "receptive_radius", None) == 0:
             self.receptive_radius = None  # unknown: the default tile overlap
         self.integer_inputs = set(json.loads(meta.get("integer_inputs", '["labels"]')))

@@ -2,6 +2,7 @@
 signature, its service endpoint (POST /v1/generate) and `genforge eval` (FID/KID against the
 training data, class coverage and label accuracy with the shipped digits classifier)."""
 
+import json
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from genforge.deploy.infer import InferenceWrapper, OnnxSignature, family_of_sou
 from genforge.errors import UserError
 from genforge.metrics.digits_net import class_histogram, load_digits_net, predict_logits, requested_label_fraction
 from genforge.metrics.precision_recall import FEATURE_METRICS, GENERATION_METRICS, generation_scores, native_size
-from genforge.models.sampling import generate, interpolation_latents
+from genforge.models.sampling import generate, interpolation_latents, prior_tensors
 from genforge.registry import register_wrapper
 
 MAX_SAMPLES = 256  # per service request
@@ -107,7 +108,7 @@ class Generation(GeneratorWrapper):
         return generate(self.module, n, labels=self._labels(label, n), seed=seed).cpu()
 
     def interpolate(self, rows: int, steps: int, *, label: int | None = None, seed: int = 0) -> torch.Tensor:
-        z = interpolation_latents(self.latent_dim, rows, steps, seed=seed)
+        z = interpolation_latents(self.module, rows, steps, seed=seed)
         labels = self._labels(label, len(z))
         if labels is None and self.num_classes:  # one class per row, so the walk stays within it
             labels = (torch.arange(rows) % self.num_classes).repeat_interleave(steps)
@@ -124,12 +125,14 @@ class Generation(GeneratorWrapper):
             z = torch.randn(n, module.latent_dim, generator=gen)
             return (z, torch.randint(0, num_classes, (n,), generator=gen)) if num_classes else (z,)
         names = ["z", "labels"] if num_classes else ["z"]
+        prior = {k: v.tolist() for k, v in prior_tensors(module).items()}  # a VAE's fitted latent mixture
         return OnnxSignature(  # generators: the batch is the dynamic axis
             inputs=inputs(2), input_names=names, output_name="images",
             dynamic_axes={n: {0: "batch"} for n in [*names, "images"]},
             checks={"random": inputs(3), "random_other_batch": inputs(7)},
             meta={"channels": int(module.channels), "latent_dim": int(module.latent_dim),
-                  "num_classes": num_classes, "image_size": int(module.image_size)},
+                  "num_classes": num_classes, "image_size": int(module.image_size),
+                  **({"tensor_attributes": json.dumps(prior)} if prior else {})},
             integer_inputs=("labels",),
             output_shape=lambda z, *_: (len(z), int(module.channels), int(module.image_size), int(module.image_size)))
 

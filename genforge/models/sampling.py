@@ -14,7 +14,7 @@ def generate(generator: nn.Module, n: int, *, labels: torch.Tensor | None = None
     device = next(generator.parameters()).device
     rng = torch.Generator(device="cpu").manual_seed(seed)
     if z is None:
-        z = torch.randn(n, generator.latent_dim, generator=rng)
+        z = draw_latents(generator, n, rng)
     if generator.num_classes:
         if labels is None:
             labels = torch.randint(0, generator.num_classes, (n,), generator=rng)
@@ -29,9 +29,32 @@ def generate(generator: nn.Module, n: int, *, labels: torch.Tensor | None = None
     return torch.cat(out)
 
 
+PRIOR_TENSORS = ("prior_weights", "prior_means", "prior_scale_tril")
+
+
+def prior_tensors(generator) -> dict[str, torch.Tensor]:
+    """The fitted latent density a generator carries (models/vae.py: a Gaussian mixture over z fitted to
+    the encoder's means after training), as CPU float tensors; {} when it has none or it is not fitted."""
+    weights = getattr(generator, "prior_weights", None)
+    if weights is None or weights.numel() == 0 or not float(weights.sum()) > 0:
+        return {}
+    return {name: getattr(generator, name).detach().cpu().float() for name in PRIOR_TENSORS}
+
+
+def draw_latents(generator, n: int, rng: torch.Generator) -> torch.Tensor:
+    """z (n, latent_dim) on the CPU from `rng`: from the generator's fitted mixture when it carries one
+    (a component by its weight, then its mean + scale_tril @ eps), else standard normal."""
+    prior = prior_tensors(generator)
+    if not prior:
+        return torch.randn(n, generator.latent_dim, generator=rng)
+    component = torch.multinomial(prior["prior_weights"], n, replacement=True, generator=rng)
+    eps = torch.randn(n, generator.latent_dim, 1, generator=rng)
+    return prior["prior_means"][component] + (prior["prior_scale_tril"][component] @ eps).squeeze(-1)
+
+
 def latent_codes(generator: nn.Module, n: int, rng: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """An image generator's inputs but the labels: z (n, latent_dim), standard normal, from `rng`."""
-    return (torch.randn(n, generator.latent_dim, generator=rng),)
+    """An image generator's inputs but the labels: z (n, latent_dim) from its prior (draw_latents)."""
+    return (draw_latents(generator, n, rng),)
 
 
 @torch.no_grad()
@@ -73,9 +96,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def interpolation_latents(latent_dim: int, rows: int, steps: int, seed: int = 0) -> torch.Tensor:
-    """rows x steps latents: each row walks from one random z to another."""
+def interpolation_latents(generator, rows: int, steps: int, seed: int = 0) -> torch.Tensor:
+    """rows x steps latents: each row walks from one z drawn from the generator's prior to another, on
+    the sphere for N(0, I) (slerp), on a straight line for a fitted mixture (its mass is not spherical)."""
     rng = torch.Generator().manual_seed(seed)
-    a, b = torch.randn(rows, 1, latent_dim, generator=rng), torch.randn(rows, 1, latent_dim, generator=rng)
+    d = generator.latent_dim
+    a, b = draw_latents(generator, rows, rng).view(rows, 1, d), draw_latents(generator, rows, rng).view(rows, 1, d)
     t = torch.linspace(0, 1, steps).view(1, steps, 1)
-    return slerp(a, b, t).reshape(rows * steps, latent_dim)
+    path = torch.lerp(a, b, t) if prior_tensors(generator) else slerp(a, b, t)
+    return path.reshape(rows * steps, d)

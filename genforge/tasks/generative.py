@@ -14,7 +14,7 @@ from genforge.engine.batches import EpochBatches
 from genforge.engine.callbacks import GenerationMetrics, SampleGrid
 from genforge.engine.ema import EMA
 from genforge.errors import ConfigError, UserError
-from genforge.models.sampling import generate, standing_batchnorm
+from genforge.models.sampling import draw_latents, generate, prior_tensors, standing_batchnorm
 from genforge.tasks.base import Task, make_optimizer, make_scheduler
 
 # the seconds-long training the shared tests run for every generation task (8x8 digits)
@@ -43,7 +43,8 @@ class GenerativeTask(Task):
         super().__init__(device)
         self.num_classes = cfg.model.num_classes
         self.augment = Augment(**cfg.data.augment.model_dump())
-        g = torch.Generator().manual_seed(cfg.seed + 12345)  # fixed z: grids comparable over time
+        self.grid_seed = cfg.seed + 12345
+        g = torch.Generator().manual_seed(self.grid_seed)  # fixed z: grids comparable over time
         self.grid_z = torch.randn(64, cfg.model.latent_dim, generator=g).to(device)
 
     @classmethod
@@ -76,7 +77,10 @@ class GenerativeTask(Task):
         was_training = gen.training
         gen.eval()
         labels = (torch.arange(n, device=self.device) % self.num_classes,) if self.num_classes else ()
-        out = gen(self.grid_z[:n], *labels)
+        z = self.grid_z[:n]
+        if prior_tensors(gen):  # a fitted prior (VAE): its draws from the fixed seed
+            z = draw_latents(gen, n, torch.Generator().manual_seed(self.grid_seed)).to(self.device)
+        out = gen(z, *labels)
         gen.train(was_training)
         return out
 

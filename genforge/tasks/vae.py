@@ -1,4 +1,7 @@
-"""Variational autoencoder trained on the ELBO: reconstruction + beta * KL (beta-VAE when beta != 1)."""
+"""Variational autoencoder trained on the ELBO: reconstruction + beta * KL (beta-VAE when beta != 1); with
+`model.latent_prior: gmm` the exported decoder carries a mixture fitted to the encoder's means of the
+training images, refitted whenever the export module is asked for after new steps (checkpoints, grids,
+FID)."""
 
 from typing import Literal
 
@@ -6,6 +9,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from genforge.engine.callbacks import Callback
 from genforge.engine.ema import EMA
 from genforge.losses import gaussian_kl, reconstruction
 from genforge.models.vae import VAE
@@ -23,6 +27,16 @@ class VAETaskConfig(Strict):
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class _PriorData(Callback):
+    """Hands the training batches' images (uint8, on the device) to the task, which fits the prior on them."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def on_start(self, step, task, logger):
+        task.prior_data = (self.batches.images, self.batches.labels if task.num_classes else None)
+
+
 @register_task("vae", VAETaskConfig, models=("vae",), family="generation", tiny=TINY_GENERATION)
 class VAETask(GenerativeTask):
     def __init__(self, cfg, device: torch.device):
@@ -33,6 +47,15 @@ class VAETask(GenerativeTask):
         self.optimizers = {"vae": make_optimizer(self.cfg.optim, vae.parameters())}
         self.schedulers = {"vae": make_scheduler(self.optimizers["vae"], self.cfg.optim, cfg.train.steps)}
         self.ema = EMA(vae.decoder, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        self.seed, self.steps_done = cfg.seed, 0
+        self.prior_data, self._prior_fitted_at = None, None
+
+    @classmethod
+    def setup(cls, cfg, dist):
+        batches, callbacks, class_names = super().setup(cfg, dist)
+        if cfg.model.latent_prior == "normal":
+            return batches, callbacks, class_names
+        return batches, lambda out: [_PriorData(batches), *callbacks(out)], class_names
 
     def _elbo_terms(self, batch: dict, x: torch.Tensor):
         labels = (batch["label"],) if self.num_classes else ()
@@ -42,6 +65,7 @@ class VAETask(GenerativeTask):
     def training_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         rec, kl = self._elbo_terms(batch, self.augment(batch["image"]))
         loss = rec + self.cfg.beta * kl
+        self.steps_done += 1
         if self.optimize("vae", loss) and self.ema is not None:
             self.ema.update(self.networks["vae"].decoder)
         return {"loss": loss.detach(), "reconstruction": rec.detach(), "kl": kl.detach()}
@@ -54,3 +78,10 @@ class VAETask(GenerativeTask):
 
     def trained_network(self) -> nn.Module:
         return self.networks["vae"].decoder
+
+    def export_module(self) -> nn.Module:
+        decoder = super().export_module()
+        if self.prior_data is not None and self._prior_fitted_at != self.steps_done:
+            decoder.fit_prior(self.networks["vae"].encode_means(*self.prior_data), seed=self.seed)
+            self._prior_fitted_at = self.steps_done
+        return decoder
