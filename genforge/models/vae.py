@@ -29,6 +29,9 @@ class VAEConfig(ConvNetConfig):
         "to the encoder's means of the training images after training (ex-post density estimation).")
     prior_components: int = Field(10, ge=1, le=256, description="Components of the gmm prior.")
     prior_covariance: Literal["full", "diag"] = Field("full", description="Covariance of each gmm component.")
+    prior_draws: int = Field(0, ge=0, le=64, description="What the gmm is fitted to: 0, the encoder's means "
+                             "(Ghosh et al.); n > 0, n draws per image from q(z | x), which keeps the spread of "
+                             "the posteriors (the aggregate posterior) and so more of the data's variety.")
 
 
 class Encoder(nn.Module):
@@ -91,17 +94,23 @@ class VAE(nn.Module):
         self.decoder = VAEDecoder(cfg)
 
     @torch.no_grad()
-    def encode_means(self, images: torch.Tensor, labels: torch.Tensor | None = None, *,
-                     batch_size: int = 512) -> torch.Tensor:
-        """The encoder's means (eval mode) of uint8 `images`, converted to [-1, 1] a batch at a time."""
+    def prior_sample(self, images: torch.Tensor, labels: torch.Tensor | None = None, *, draws: int = 0,
+                     seed: int = 0, batch_size: int = 512) -> torch.Tensor:
+        """What the gmm prior is fitted to: the encoder's means (eval mode) of uint8 `images` (draws = 0),
+        or `draws` samples per image from q(z | x) with a private RNG; converted a batch at a time."""
         was_training = self.encoder.training
         self.encoder.eval()
-        mu = []
+        rng = torch.Generator().manual_seed(seed)
+        out = []
         for i in range(0, len(images), batch_size):
             x = images[i:i + batch_size].float().div(127.5).sub(1.0)
-            mu.append(self.encoder(x, *(() if labels is None else (labels[i:i + batch_size],)))[0])
+            mu, logvar = self.encoder(x, *(() if labels is None else (labels[i:i + batch_size],)))
+            if draws:
+                eps = torch.randn(draws, *mu.shape, generator=rng).to(mu.device)
+                mu = (mu + eps * (0.5 * logvar).exp()).flatten(0, 1)
+            out.append(mu)
         self.encoder.train(was_training)
-        return torch.cat(mu)
+        return torch.cat(out)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
         mu, logvar = self.encoder(x, labels)

@@ -7,6 +7,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from genforge.errors import ConfigError
 from genforge.losses import multiscale_d_loss, multiscale_g_loss
 from genforge.models.pair import build_generator_pair
 from genforge.models.patchgan import MultiScaleDiscriminator, PatchGANConfig
@@ -19,6 +20,13 @@ class CycleGANTaskConfig(TranslationTaskConfig):
     kind: Literal["cyclegan"] = "cyclegan"
     gan_loss: Literal["bce", "lsgan", "hinge"] = "lsgan"
     cycle_weight: float = Field(10.0, ge=0.0, description="A -> B -> A and B -> A -> B reconstruction (L1).")
+    cycle_a_weight: float | None = Field(
+        None, ge=0.0, description="A -> B -> A's weight where it differs from cycle_weight. A many-to-one A -> B "
+        "(posterising: many photos give one poster) cannot be inverted, so this cycle pulls G towards keeping "
+        "the input's detail; lower it (0: off) and hold G to its input with input_weight instead.")
+    input_weight: float = Field(0.0, ge=0.0, description="L1 of each generator's output to its own input "
+                                "(G(a) to a, F(b) to b): the nearest translation wins, for mappings that keep "
+                                "colours and layout (a fidelity term; 0 = off).")
     identity_weight: float = Field(0.5, ge=0.0, description="Identity loss, relative to cycle_weight; "
                                                             "needs equal channels in A and B.")
     pool_size: int = Field(50, ge=0, description="Image pool of past fakes shown to D (0 = off).")
@@ -76,6 +84,9 @@ class CycleGANTask(TranslationTask):
                          "d_a": MultiScaleDiscriminator(pair.in_channels, d_cfg).to(device),
                          "d_b": MultiScaleDiscriminator(pair.out_channels, d_cfg).to(device)}
         self.identity = self.cfg.identity_weight > 0 and pair.in_channels == pair.out_channels
+        if self.cfg.input_weight > 0 and pair.in_channels != pair.out_channels:
+            raise ConfigError(f"config error: task.input_weight: needs equal channels in A and B (model has "
+                              f"{pair.in_channels} and {pair.out_channels})")
         g_params = [*pair.a2b.parameters(), *pair.b2a.parameters()]
         d_params = [*self.networks["d_a"].parameters(), *self.networks["d_b"].parameters()]
         self._optimizers(cfg, g_params, d_params)
@@ -93,9 +104,14 @@ class CycleGANTask(TranslationTask):
         loss_gan = multiscale_g_loss(kind, D_b(fake_b)) + multiscale_g_loss(kind, D_a(fake_a))
         for D in (D_a, D_b):
             D.requires_grad_(True)
-        loss_cycle = (F(fake_b) - real_a).abs().mean() + (G(fake_a) - real_b).abs().mean()
-        loss_g = loss_gan + t.cycle_weight * loss_cycle
-        metrics = {"loss_gan": loss_gan.detach(), "loss_cycle": loss_cycle.detach()}
+        cycle_a, cycle_b = (F(fake_b) - real_a).abs().mean(), (G(fake_a) - real_b).abs().mean()
+        cycle_a_weight = t.cycle_weight if t.cycle_a_weight is None else t.cycle_a_weight
+        loss_g = loss_gan + cycle_a_weight * cycle_a + t.cycle_weight * cycle_b
+        metrics = {"loss_gan": loss_gan.detach(), "loss_cycle": (cycle_a + cycle_b).detach()}
+        if t.input_weight > 0:
+            loss_input = (fake_b - real_a).abs().mean() + (fake_a - real_b).abs().mean()
+            loss_g = loss_g + t.input_weight * loss_input
+            metrics["loss_input"] = loss_input.detach()
         if self.identity:
             loss_idt = (G(self.noisy(real_b)) - real_b).abs().mean() + (F(self.noisy(real_a)) - real_a).abs().mean()
             loss_g = loss_g + t.cycle_weight * t.identity_weight * loss_idt

@@ -47,7 +47,7 @@ class VAETask(GenerativeTask):
         self.optimizers = {"vae": make_optimizer(self.cfg.optim, vae.parameters())}
         self.schedulers = {"vae": make_scheduler(self.optimizers["vae"], self.cfg.optim, cfg.train.steps)}
         self.ema = EMA(vae.decoder, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
-        self.seed, self.steps_done = cfg.seed, 0
+        self.seed, self.steps_done, self.prior_draws = cfg.seed, 0, cfg.model.prior_draws
         self.prior_data, self._prior_fitted_at = None, None
 
     @classmethod
@@ -82,6 +82,7 @@ class VAETask(GenerativeTask):
     def export_module(self) -> nn.Module:
         decoder = super().export_module()
         if self.prior_data is not None and self._prior_fitted_at != self.steps_done:
-            decoder.fit_prior(self.networks["vae"].encode_means(*self.prior_data), seed=self.seed)
+            z = self.networks["vae"].prior_sample(*self.prior_data, draws=self.prior_draws, seed=self.seed)
+            decoder.fit_prior(z, seed=self.seed)
             self._prior_fitted_at = self.steps_done
         return decoder

@@ -117,6 +117,33 @@ def test_cycle_and_identity_losses():
     assert float(m["loss_cycle"]) == pytest.approx(float(0.5 * a.abs().mean() + 0.5 * b.abs().mean()), rel=1e-5)
 
 
+def test_cycle_a_weight_and_input_loss():
+    raw = translation_raw("cyclegan")
+    raw["task"].update(cycle_a_weight=0.0, input_weight=2.0, identity_weight=0.0)
+    task = CycleGANTask(validate(raw), torch.device("cpu"))
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    # G halves, F doubles: the input term is |a/2 - a| + |2b - b|; the cycles are both exact
+    task.networks["g_ab"], task.networks["g_ba"] = Scale(0.5), Scale(2.0)
+    m = task.training_step({"a": a, "b": b}, 0)
+    assert float(m["loss_input"]) == pytest.approx(float(0.5 * a.abs().mean() + b.abs().mean()), rel=1e-5)
+    # G(a) = a and F(b) = b/2: no input term from G; A -> B -> A is off, so only B -> A -> B's cycle counts
+    task.networks["g_ab"], task.networks["g_ba"] = Scale(1.0), Scale(0.5)
+    m = task.training_step({"a": a, "b": b}, 1)
+    gan = float(m["loss_g"]) - 10.0 * 0.5 * float(b.abs().mean()) - 2.0 * float(m["loss_input"])
+    assert float(m["loss_input"]) == pytest.approx(float(0.5 * b.abs().mean()), rel=1e-5)
+    assert gan == pytest.approx(float(m["loss_gan"]), rel=1e-4)
+
+
+def test_input_weight_needs_equal_channels():
+    raw = translation_raw("cyclegan")
+    raw["data"]["dataset"] = "gray2color"
+    raw["model"].update(in_channels=1, out_channels=3)
+    raw["task"]["input_weight"] = 1.0
+    with pytest.raises(ConfigError, match="task.input_weight: needs equal channels"):
+        CycleGANTask(validate(raw), torch.device("cpu"))
+
+
 def test_identity_off_for_different_channels():
     raw = translation_raw("cyclegan")
     raw["data"]["dataset"] = "gray2color"

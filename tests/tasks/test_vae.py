@@ -96,3 +96,19 @@ def test_training_fits_the_prior_into_checkpoints_and_the_model(tmp_path):
     assert torch.allclose(onnx.generate(6, seed=4), model.generate(6, seed=4), atol=1e-4)
     assert torch.allclose(onnx.interpolate(2, 3, seed=1), model.interpolate(2, 3, seed=1), atol=1e-4)
     assert not torch.allclose(load(str(normal)).generate(6, seed=4), model.generate(6, seed=4))
+
+
+def test_prior_draws_spread_the_fit_over_the_posteriors():
+    from genforge.models.vae import VAE
+    vae = VAE(VAEConfig(image_size=8, width=4, latent_dim=3, latent_prior="gmm", prior_components=2))
+    images = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8)
+    means = vae.prior_sample(images)
+    draws = vae.prior_sample(images, draws=4, seed=1)
+    assert means.shape == (10, 3) and draws.shape == (40, 3)
+    assert torch.equal(draws, vae.prior_sample(images, draws=4, seed=1))  # a private, seeded RNG
+    state = torch.random.get_rng_state()
+    vae.prior_sample(images, draws=4, seed=2)
+    assert torch.equal(state, torch.random.get_rng_state())
+    # each draw is its image's mean plus noise of the posterior's scale
+    assert torch.allclose(draws.view(4, 10, 3).mean(0), means, atol=3.0)
+    assert not torch.allclose(draws.view(4, 10, 3)[0], means)
