@@ -25,7 +25,10 @@ SHIPPED = {
     "digits-cgan": ("cgan_digits", 10000, "Class-conditional WGAN-GP DCGAN (label embedding in G, projection "
                                            "critic, gradient penalty; G width 64, critic width 32; EMA weights), "
                                            "16x16 digits; --label 0..9."),
-    "digits-vae": ("vae_digits", 8000, "Convolutional VAE decoder for 16x16 digits (latent 16, width 64)."),
+    "digits-vae": ("vae_digits", 8000, "Convolutional VAE decoder for 16x16 digits (latent 16, width 64); "
+                   "z is drawn from an 80-component Gaussian mixture (full covariances) fitted after training "
+                   "to 5 draws per training digit from the encoder's posteriors (model.latent_prior: gmm), "
+                   "not from N(0, I)."),
     "videogan-movingdigits": ("videogan_movingdigits", 12000,
                               "MoCoGAN-style video GAN (content code per clip, GRU motion codes; image and 3D-conv "
                               "video critics, hinge) with `model.motion: translate`: a DCGAN generator draws one "

@@ -112,3 +112,22 @@ def test_prior_draws_spread_the_fit_over_the_posteriors():
     # each draw is its image's mean plus noise of the posterior's scale
     assert torch.allclose(draws.view(4, 10, 3).mean(0), means, atol=3.0)
     assert not torch.allclose(draws.view(4, 10, 3)[0], means)
+
+
+def test_refit_script_changes_the_prior_of_a_finished_run(tmp_path):
+    import importlib.util
+
+    from genforge import load
+    from tests.conftest import ROOT
+    spec = importlib.util.spec_from_file_location("refit", ROOT / "scripts" / "refit_vae_prior.py")
+    refit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refit)
+    run = _run(tmp_path, "gmm", "gmm")
+    before = checkpoint.load_checkpoint(checkpoint.latest(run))
+    assert refit.main([str(run), "--set", "model.prior_components=2", "--set", "model.prior_draws=3"]) == 0
+    after = checkpoint.load_checkpoint(checkpoint.latest(run))
+    assert after["export"]["prior_means"].shape == (2, 8) and after["step"] == before["step"]
+    assert torch.equal(after["export"]["body.0.0.weight"], before["export"]["body.0.0.weight"])
+    assert "prior_draws: 3" in (run / "config.yaml").read_text()
+    assert prior_tensors(load(str(run)).module)["prior_weights"].shape == (2,)
+    assert refit.main([str(run), "--set", "model.width=16"]) == 2  # only the prior's keys
