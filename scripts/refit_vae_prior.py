@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from genforge import config as C
-from genforge.data import load_dataset
 from genforge.engine import checkpoint
 from genforge.errors import UserError
+from genforge.models.sampling import PRIOR_TENSORS
 from genforge.registry import build_task
+from genforge.tasks.generative import training_images
 
 PRIOR_KEYS = ("latent_prior", "prior_components", "prior_covariance", "prior_draws")
 
@@ -36,10 +37,9 @@ def refit(run_dir: Path, overrides: list[str]) -> Path:
         raise UserError("refitting needs a VAE run and model.latent_prior=gmm")
     task = build_task(cfg, torch.device("cpu"))
     networks = state["task"]["networks"]
-    networks["vae"] = {k: v for k, v in networks["vae"].items() if not k.startswith("decoder.prior_")}
+    networks["vae"] = {k: v for k, v in networks["vae"].items() if k not in {f"decoder.{n}" for n in PRIOR_TENSORS}}
     task.load_state_dict(state["task"])
-    data = load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
-                        split=cfg.data.split, labels=cfg.model.num_classes > 0)
+    data = training_images(cfg)
     task.prior_data = (data.images, data.labels if cfg.model.num_classes else None)
     export = task.export_module()  # fits the prior
     state.update(task=task.state_dict(), export=export.state_dict(), config=cfg.model_dump(mode="json"))

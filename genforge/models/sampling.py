@@ -34,17 +34,18 @@ PRIOR_TENSORS = ("prior_weights", "prior_means", "prior_scale_tril")
 
 def prior_tensors(generator) -> dict[str, torch.Tensor]:
     """The fitted latent density a generator carries (models/vae.py: a Gaussian mixture over z fitted to
-    the encoder's means after training), as CPU float tensors; {} when it has none or it is not fitted."""
+    the encoder's posteriors after training), as CPU float tensors; {} when it has none or it is not fitted."""
     weights = getattr(generator, "prior_weights", None)
     if weights is None or weights.numel() == 0 or not float(weights.sum()) > 0:
         return {}
     return {name: getattr(generator, name).detach().cpu().float() for name in PRIOR_TENSORS}
 
 
-def draw_latents(generator, n: int, rng: torch.Generator) -> torch.Tensor:
+def draw_latents(generator, n: int, rng: torch.Generator, prior: dict | None = None) -> torch.Tensor:
     """z (n, latent_dim) on the CPU from `rng`: from the generator's fitted mixture when it carries one
-    (a component by its weight, then its mean + scale_tril @ eps), else standard normal."""
-    prior = prior_tensors(generator)
+    (a component by its weight, then its mean + scale_tril @ eps), else standard normal. `prior`: the
+    generator's prior_tensors(), when the caller has them already."""
+    prior = prior_tensors(generator) if prior is None else prior
     if not prior:
         return torch.randn(n, generator.latent_dim, generator=rng)
     component = torch.multinomial(prior["prior_weights"], n, replacement=True, generator=rng)
@@ -99,9 +100,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def interpolation_latents(generator, rows: int, steps: int, seed: int = 0) -> torch.Tensor:
     """rows x steps latents: each row walks from one z drawn from the generator's prior to another, on
     the sphere for N(0, I) (slerp), on a straight line for a fitted mixture (its mass is not spherical)."""
-    rng = torch.Generator().manual_seed(seed)
-    d = generator.latent_dim
-    a, b = draw_latents(generator, rows, rng).view(rows, 1, d), draw_latents(generator, rows, rng).view(rows, 1, d)
+    rng, prior, d = torch.Generator().manual_seed(seed), prior_tensors(generator), generator.latent_dim
+    a, b = (draw_latents(generator, rows, rng, prior).view(rows, 1, d) for _ in range(2))
     t = torch.linspace(0, 1, steps).view(1, steps, 1)
-    path = torch.lerp(a, b, t) if prior_tensors(generator) else slerp(a, b, t)
+    path = torch.lerp(a, b, t) if prior else slerp(a, b, t)
     return path.reshape(rows * steps, d)

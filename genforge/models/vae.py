@@ -5,8 +5,9 @@ VAE and the GANs are compared on the same architecture.
 
 Sampling a VAE from N(0, I) draws codes the decoder rarely saw in training (the "holes" between the
 encoder's posteriors give soft, ambiguous digits), so `latent_prior: gmm` fits a Gaussian mixture to
-the encoder's means of the training images after training, an ex-post density estimate (Ghosh et
-al. 2020, "From variational to deterministic autoencoders"), and the decoder carries it as buffers:
+the encoder's means (or draws from its posteriors) of the training images after training, an ex-post
+density estimate (Ghosh et al. 2020, "From variational to deterministic autoencoders"), and the decoder
+carries it as buffers:
 sampling, interpolation and the ONNX export draw z from it (models/sampling.draw_latents)."""
 
 from typing import Literal
@@ -17,6 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from genforge.models.dcgan import ConvNetConfig, Discriminator, Generator
+from genforge.models.sampling import PRIOR_TENSORS
 from genforge.registry import register_model
 
 
@@ -26,7 +28,7 @@ class VAEConfig(ConvNetConfig):
     d_norm: Literal["batch", "instance", "spectral", "none"] = "batch"
     latent_prior: Literal["normal", "gmm"] = Field(
         "normal", description="What z is sampled from: the N(0, I) of the ELBO, or a Gaussian mixture fitted "
-        "to the encoder's means of the training images after training (ex-post density estimation).")
+        "to the encoder's posteriors of the training images after training (ex-post density estimation).")
     prior_components: int = Field(10, ge=1, le=256, description="Components of the gmm prior.")
     prior_covariance: Literal["full", "diag"] = Field("full", description="Covariance of each gmm component.")
     prior_draws: int = Field(0, ge=0, le=64, description="What the gmm is fitted to: 0, the encoder's means "
@@ -66,13 +68,13 @@ class VAEDecoder(Generator):
         self.register_buffer("prior_scale_tril", torch.zeros(k, d, d))
 
     def _load_from_state_dict(self, state, prefix, *args, **kwargs):
-        for name in ("prior_weights", "prior_means", "prior_scale_tril"):
+        for name in PRIOR_TENSORS:
             state.setdefault(prefix + name, getattr(self, name).detach().clone().zero_())
         super()._load_from_state_dict(state, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def fit_prior(self, mu: torch.Tensor, seed: int = 0) -> None:
-        """Fits the mixture (EM, scikit-learn, k-means initialised from `seed`) to encoder means (N, d)."""
+        """Fits the mixture (EM, scikit-learn, k-means initialised from `seed`) to latents (N, d)."""
         k = len(self.prior_weights)
         if k == 0:
             return

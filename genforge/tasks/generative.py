@@ -22,6 +22,12 @@ TINY_GENERATION = {"data": {"dataset": "digits"}, "model": {"image_size": 8, "ch
                    "train": {"batch_size": 16, "features": "none"}}
 
 
+def training_images(cfg):
+    """The generation data a config trains on (images uint8, labels when conditional or class folders)."""
+    return load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
+                        split=cfg.data.split, labels=cfg.model.num_classes > 0 or cfg.data.class_folders)
+
+
 def generation_evaluator(cfg, images: torch.Tensor, device):
     """FID/KID against the training images with the configured feature network, or None."""
     spec = cfg.train.features
@@ -51,8 +57,7 @@ class GenerativeTask(Task):
     def setup(cls, cfg, dist):
         """Batches of whole images (+ labels) and the sample-grid / FID callbacks."""
         conditional = cfg.model.num_classes > 0
-        data = load_dataset(cfg.data.dataset, image_size=cfg.model.image_size, channels=cfg.model.channels,
-                            split=cfg.data.split, labels=conditional or cfg.data.class_folders)
+        data = training_images(cfg)
         if conditional and data.num_classes != cfg.model.num_classes:
             raise ConfigError(f"config error: model.num_classes: is {cfg.model.num_classes} but dataset "
                               f"{cfg.data.dataset!r} has {data.num_classes} classes")
@@ -77,9 +82,9 @@ class GenerativeTask(Task):
         was_training = gen.training
         gen.eval()
         labels = (torch.arange(n, device=self.device) % self.num_classes,) if self.num_classes else ()
-        z = self.grid_z[:n]
-        if prior_tensors(gen):  # a fitted prior (VAE): its draws from the fixed seed
-            z = draw_latents(gen, n, torch.Generator().manual_seed(self.grid_seed)).to(self.device)
+        z, prior = self.grid_z[:n], prior_tensors(gen)
+        if prior:  # a fitted prior (VAE): its draws from the fixed seed
+            z = draw_latents(gen, n, torch.Generator().manual_seed(self.grid_seed), prior).to(self.device)
         out = gen(z, *labels)
         gen.train(was_training)
         return out

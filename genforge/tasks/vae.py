@@ -1,6 +1,6 @@
 """Variational autoencoder trained on the ELBO: reconstruction + beta * KL (beta-VAE when beta != 1); with
-`model.latent_prior: gmm` the exported decoder carries a mixture fitted to the encoder's means of the
-training images, refitted whenever the export module is asked for after new steps (checkpoints, grids,
+`model.latent_prior: gmm` the exported decoder carries a mixture fitted to the encoder's posteriors of
+the training images, refitted whenever the export module is asked for after new steps (checkpoints, grids,
 FID)."""
 
 from typing import Literal
