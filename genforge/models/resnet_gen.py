@@ -20,6 +20,7 @@ from torch import nn
 
 from genforge.nn import UPSAMPLE_HELP, ActivationName, UpsampleName, activation, norm2d, reinit_icnr_, upsample_layer
 from genforge.nn.init import init_normal_
+from genforge.nn.tone_curve import ToneCurve
 from genforge.registry import register_model
 
 
@@ -46,6 +47,10 @@ class ResNetGenConfig(BaseModel):
         "Global residual: output = tanh(atanh(input) + correction), the output conv zero-initialised, so the "
         "generator starts as the identity and learns only the change (colour and texture edits that keep the "
         "geometry, where the unpaired losses otherwise let colours drift). Needs in_channels == out_channels."))
+    tone_curve: int = Field(0, ge=0, le=256, description=(
+        "Knots of a learned tone curve per output channel applied last (a piecewise-linear 1D LUT, identity at "
+        "the start; 0 = off): flat levels and sharp steps of a pixel's value (posterising, thresholds) that "
+        "convolutions do not learn in practice. 64 resolves steps of 1/32 of the range."))
 
     @model_validator(mode="after")
     def _skip_fits(self):
@@ -113,6 +118,7 @@ class ResNetGenerator(nn.Module):
         if cfg.input_skip:  # a zero correction: the generator starts as the identity
             nn.init.zeros_(self.to_image[0].weight)
             nn.init.zeros_(self.to_image[0].bias)
+        self.tone_curve = ToneCurve(cfg.out_channels, cfg.tone_curve) if cfg.tone_curve else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.size_multiple
@@ -123,4 +129,4 @@ class ResNetGenerator(nn.Module):
         if self.input_skip:  # atanh written out (ONNX has no exporter for aten::atanh), clamped to stay finite
             x = x.clamp(-0.999, 0.999)
             out = torch.tanh(out + 0.5 * torch.log((1 + x) / (1 - x)))
-        return out
+        return self.tone_curve(out)

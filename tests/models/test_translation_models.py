@@ -15,6 +15,7 @@ from genforge.models.spade import SPADEConfig, SPADEModel, SPADEResBlock, StyleE
 from genforge.models.unet import UNetConfig, UNetGenerator
 from genforge.nn.init import init_normal_
 from genforge.nn.norms import SPADE, fold_spectral_
+from genforge.nn.tone_curve import ToneCurve
 
 
 def tiny_unet(**kw) -> UNetConfig:
@@ -116,6 +117,37 @@ def test_resnet_input_skip_starts_as_the_identity_and_learns_a_correction():
     assert loss.item() < 0.7 * first
     with pytest.raises(ValueError, match="in_channels == out_channels"):
         ResNetGenerator(tiny_resnet(in_channels=1, input_skip=True))
+
+
+def test_tone_curve_starts_as_the_identity_and_learns_a_staircase():
+    curve = ToneCurve(3, 33)
+    x = torch.linspace(-1, 1, 3 * 41 * 5).view(1, 3, 41, 5)
+    assert (curve(x) - x).abs().max() < 5e-3  # the identity (ends clipped to +-0.995)
+    # posterising, the map convolutions do not learn: 4 levels per channel, a step every 0.5
+    target = ((x + 1) * 2).floor().clamp(max=3) * 0.5 - 0.75
+    opt = torch.optim.Adam(curve.parameters(), lr=5e-3)
+    for _ in range(300):
+        loss = (curve(x) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.04  # the identity's is 0.125; the segments spanning a step stay ramps
+    with pytest.raises(ValueError, match="3 channels got 1"):
+        curve(x[:, :1])
+    with pytest.raises(ValueError, match="at least 2 knots"):
+        ToneCurve(3, 1)
+
+
+def test_resnet_tone_curve_is_last_and_per_channel():
+    torch.manual_seed(0)
+    net = ResNetGenerator(tiny_resnet(input_skip=True, tone_curve=4))
+    x = torch.rand(2, 3, 16, 20) * 1.8 - 0.9
+    assert torch.allclose(net(x), x, atol=5e-3)  # identity start: skip and curve both
+    with torch.no_grad():
+        net.tone_curve.raw[1].fill_(0.0)  # channel 1's curve flat at 0
+    out = net(x)
+    assert torch.equal(out[:, 1], torch.zeros_like(out[:, 1]))
+    assert torch.allclose(out[:, [0, 2]], x[:, [0, 2]], atol=5e-3)
 
 
 @pytest.mark.parametrize("h, w", [(8, 8), (16, 24), (12, 20)])
@@ -257,6 +289,12 @@ def build(kind: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
         net = ResNetGenerator(tiny_resnet(input_skip=True))
         nn.init.normal_(net.to_image[0].weight, std=0.05)  # not the identity, so the export is really compared
         return net, torch.rand(1, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 20, 28) * 2 - 1
+    if kind == "resnet_curve":
+        net = ResNetGenerator(tiny_resnet(input_skip=True, tone_curve=8))
+        with torch.no_grad():  # a staircase, not the identity, so the curve's export is really compared
+            net.tone_curve.raw.copy_(torch.linspace(-0.12, 0.12, 8).round(decimals=1).repeat(3, 1))
+        nn.init.normal_(net.to_image[0].weight, std=0.05)
+        return net, torch.rand(1, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 20, 28) * 2 - 1
     if kind == "spade":
         return SPADEModel(tiny_spade()), random_labels(1, 16, 16, 3), random_labels(2, 12, 24, 3, seed=1)
     if kind == "spade_style":
@@ -264,7 +302,7 @@ def build(kind: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return PatchDiscriminator(3, PatchGANConfig(width=4, n_layers=2, norm="spectral")), torch.randn(1, 3, 16, 16), None
 
 
-@pytest.mark.parametrize("kind", ["unet", "resnet", "spade", "spade_style", "patchgan"])
+@pytest.mark.parametrize("kind", ["unet", "resnet", "resnet_curve", "spade", "spade_style", "patchgan"])
 def test_state_dict_round_trip(kind):
     torch.manual_seed(0)
     net, x, _ = build(kind)
@@ -302,7 +340,7 @@ def export_and_compare(net: nn.Module, args: tuple, other: tuple, path) -> None:
     assert float(np.abs(got - before.numpy()).max()) <= 1e-4
 
 
-@pytest.mark.parametrize("kind", ["unet", "resnet", "resnet_skip", "spade"])
+@pytest.mark.parametrize("kind", ["unet", "resnet", "resnet_skip", "resnet_curve", "spade"])
 def test_onnx_export_dynamic_size(kind, tmp_path):
     torch.manual_seed(0)
     net, x, other = build(kind)
