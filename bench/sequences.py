@@ -31,15 +31,22 @@ CLIPS = 500  # per video row, and in the reference set (the movingdigits holdout
 HEADINGS = {"text": "**Text generation**", "video": "**Video generation**"}
 
 
-def training_tokens_per_s(model: str) -> float | None:
-    """Median training throughput of a run (its log's images_per_s x the context), if it is a run."""
+def training_tokens_per_s(model: str) -> tuple[float | None, str]:
+    """Training throughput and how it was measured: a run's median (its log's images_per_s x the context),
+    or for a model folder its whole training (steps x batch x context over the minutes it records, the
+    evaluations included, so lower)."""
+    source = read_source(model)
+    block = source.config["model"]["block_size"]
     log = Path(model) / "metrics.jsonl"
     if not log.is_file():
-        return None
-    block = read_source(model).config["model"]["block_size"]
+        training = source.training or {}
+        if not training.get("elapsed_min"):
+            return None, ""
+        tokens = training["step"] * source.config["train"]["batch_size"] * block
+        return tokens / (60 * training["elapsed_min"]), " (whole run)"
     rates = [json.loads(line).get("images_per_s") for line in log.read_text().splitlines() if '"train"' in line]
     rates = [r for r in rates if r]
-    return statistics.median(rates) * block if rates else None
+    return (statistics.median(rates) * block, "") if rates else (None, "")
 
 
 def sampling(model, use_cache: bool, tokens: int = 256, repeats: int = 3) -> float:
@@ -66,7 +73,7 @@ def text_section(models: list[str]) -> tuple[str, dict]:
                      "stage": stage, "samples": scores["sample_ngrams"], "path": path, "bpc": scores["bpc"],
                      "params": params,
                      "shape": f"{m['layers']} x {m['width']}, context {m['block_size']}",
-                     "train_tokens_s": training_tokens_per_s(path) if stage == "pretrain" else None,
+                     "train_tokens_s": training_tokens_per_s(path) if stage == "pretrain" else (None, ""),
                      "sample_cache": sampling(model, True),
                      "sample_nocache": sampling(model, False), "dataset": scores["dataset"],
                      "holdout_chars": scores["holdout_chars"]})
@@ -84,7 +91,8 @@ def text_section(models: list[str]) -> tuple[str, dict]:
     for key, value in sorted(orders.items(), key=lambda kv: int(kv[0][2:])):
         lines.append(f"| Kneser-Ney order {key[2:]}{' (best)' if key == best else ''} | {value:.3f} | | | | | |")
     for r in rows:
-        tps = f"{r['train_tokens_s']:,.0f}" if r["train_tokens_s"] else "-"
+        rate, how = r["train_tokens_s"]
+        tps = f"{rate:,.0f}{how}" if rate else "-"
         lines.append(f"| {r['name']} ({r['shape']}) | {r['bpc']:.3f} | {r['bpc'] - orders[best]:+.3f} | "
                      f"{r['params']:,} | {tps} | {r['sample_cache']:.0f} | {r['sample_nocache']:.0f} |")
     orders_n = (1, 2, 3, 4)

@@ -52,6 +52,9 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
     elif ended == "steps":
         steps += ", ended by train.steps"
     params = sum(v.numel() for v in source.state.values())
+    extras = "".join(text for key, text in (("input_skip", ", identity start (`input_skip`)"),
+                                             ("tone_curve", f", a learned tone curve of {m.get('tone_curve')} knots"))
+                     if m.get(key))
     if data.startswith("bsds500:"):
         description = f"{WHAT[kind]} trained on BSDS500's human-drawn contours ({BSDS500_CITATION})."
         data_row = ("BSDS500 (`bsds500:PATH`, ../shared/datasets): the annotators' mean contours -> the photo; "
@@ -70,8 +73,8 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
              "| | |", "|---|---|",
              "| task | image translation |",
              f"| data | {data_row} |",
-             f"| network | `{m['name']}`, upsampling `{m.get('upsample', 'transposed')}`, {params:,} parameters, "
-             "stored as float16 (config.json has every setting) |",
+             f"| network | `{m['name']}`, upsampling `{m.get('upsample', 'transposed')}`{extras}, {params:,} "
+             "parameters, stored as float16 (config.json has every setting) |",
              f"| training | `configs/{cfg['name']}.yaml`, {steps}, batch {cfg['train']['batch_size']}, "
              f"{cfg['task']['patch_size']} px crops |",
              f"| CPU time | {cpu_time_text(run, cfg['train']['threads'])} |",
