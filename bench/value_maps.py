@@ -22,9 +22,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from genforge.config import load_config  # noqa: E402
-from genforge.data.builtin_pairs import bundled_pairs, posterize  # noqa: E402
+from genforge.data.builtin_pairs import POSTER_LEVELS, bundled_pairs, posterize  # noqa: E402
+from genforge.data.grid import to_uint8  # noqa: E402
 from genforge.data.pair_folders import TranslationData  # noqa: E402
 from genforge.data.patches import TranslationPatches  # noqa: E402
+from genforge.deploy.infer import pad_to_multiple, to_tensor  # noqa: E402
 from genforge.registry import model_row  # noqa: E402
 
 _OFF = ["model.input_skip=false", "model.tone_curve=0"]
@@ -37,19 +39,21 @@ VARIANTS = {  # name -> model overrides of configs/cyclegan_photo2poster.yaml (i
 }
 
 
-def _unit(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1)[None]
+def _l1(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 images in [0, 1] units, as `genforge eval` scores."""
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean() / 255)
 
 
-def holdout_l1(net, holdout: TranslationData, multiple: int) -> float:
-    """Mean over the holdout images of the L1 to the true poster (each cut to a size multiple)."""
+def holdout_l1(net, holdout: TranslationData) -> float:
+    """Mean over the whole holdout images (padded to the network's multiple and cut back, 8-bit
+    output, as `genforge translate` writes it) of the L1 to the true poster."""
     errors = []
     net.eval()
     with torch.no_grad():
         for photo, truth in zip(holdout.a, holdout.truth):
-            h, w = photo.shape[0] // multiple * multiple, photo.shape[1] // multiple * multiple
-            out = net(_unit(photo[:h, :w]))
-            errors.append(float((out - _unit(truth[:h, :w])).abs().mean()) / 2)
+            x = pad_to_multiple(to_tensor(photo, 255)[None] * 2 - 1, net.size_multiple)
+            out = net(x)[0, :, : photo.shape[0], : photo.shape[1]]
+            errors.append(_l1(to_uint8((out + 1) / 2), truth))
     net.train()
     return statistics.mean(errors)
 
@@ -73,19 +77,15 @@ def probe(name: str, steps: int, train: TranslationData, holdout: TranslationDat
         opt.step()
         busy += time.perf_counter() - t0
         if step % (steps // 4) == 0:
-            curve[step] = holdout_l1(net, holdout, net.size_multiple)
+            curve[step] = holdout_l1(net, holdout)
     return {"name": name, "overrides": VARIANTS[name], "curve": curve,
             "s_per_step": busy / steps}
 
 
 def references(holdout: TranslationData) -> tuple[float, float]:
     """Holdout L1 of the unchanged input and of quantising it (posterize's levels, no blur)."""
-    levels = np.array([32, 96, 160, 224], dtype=np.float64)
-    same, quant = [], []
-    for photo, truth in zip(holdout.a, holdout.truth):
-        t = truth.astype(np.float64)
-        same.append(np.abs(photo - t).mean() / 255)
-        quant.append(np.abs(levels[np.clip(photo // 64, 0, 3)] - t).mean() / 255)
+    same = [_l1(photo, truth) for photo, truth in zip(holdout.a, holdout.truth)]
+    quant = [_l1(POSTER_LEVELS[photo // 64], truth) for photo, truth in zip(holdout.a, holdout.truth)]
     return statistics.mean(same), statistics.mean(quant)
 
 

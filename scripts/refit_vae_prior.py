@@ -37,7 +37,8 @@ def refit(run_dir: Path, overrides: list[str]) -> Path:
         raise UserError("refitting needs a VAE run and model.latent_prior=gmm")
     task = build_task(cfg, torch.device("cpu"))
     networks = state["task"]["networks"]
-    networks["vae"] = {k: v for k, v in networks["vae"].items() if k not in {f"decoder.{n}" for n in PRIOR_TENSORS}}
+    stale = {f"decoder.{name}" for name in PRIOR_TENSORS}  # refitted below, maybe with another shape
+    networks["vae"] = {k: v for k, v in networks["vae"].items() if k not in stale}
     task.load_state_dict(state["task"])
     data = training_images(cfg)
     task.prior_data = (data.images, data.labels if cfg.model.num_classes else None)

@@ -52,9 +52,8 @@ def card(name: str, run: Path, result: dict) -> tuple[str, str]:
     elif ended == "steps":
         steps += ", ended by train.steps"
     params = sum(v.numel() for v in source.state.values())
-    extras = "".join(text for key, text in (("input_skip", ", identity start (`input_skip`)"),
-                                             ("tone_curve", f", a learned tone curve of {m.get('tone_curve')} knots"))
-                     if m.get(key))
+    extras = ((", identity start (`input_skip`)" if m.get("input_skip") else "")
+              + (f", a learned tone curve of {m['tone_curve']} knots" if m.get("tone_curve") else ""))
     if data.startswith("bsds500:"):
         description = f"{WHAT[kind]} trained on BSDS500's human-drawn contours ({BSDS500_CITATION})."
         data_row = ("BSDS500 (`bsds500:PATH`, ../shared/datasets): the annotators' mean contours -> the photo; "

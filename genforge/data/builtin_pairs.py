@@ -20,11 +20,11 @@ from genforge.data.color import LUMA
 from genforge.data.pair_folders import SPLITS, TranslationData
 from genforge.errors import UserError
 
-__all__ = ["BUNDLED", "LABEL_NC", "POSTER_PREFIX", "bundled_pairs", "dataset_rows", "photo2poster_pairs",
-           "posterize", "translation_datasets"]
+__all__ = ["BUNDLED", "LABEL_NC", "POSTER_LEVELS", "POSTER_PREFIX", "bundled_pairs", "dataset_rows",
+           "photo2poster_pairs", "posterize", "translation_datasets"]
 
 LABEL_NC = 8  # classes of labels2photos
-_POSTER_LEVELS = np.array([32, 96, 160, 224], dtype=np.uint8)
+POSTER_LEVELS = np.array([32, 96, 160, 224], dtype=np.uint8)  # posterize's 4 levels
 
 
 def posterize(image: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def posterize(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"posterize expects an H x W x C uint8 image, got {array.dtype} {array.shape}")
     sigma = (1.0, 1.0, 0.0)[: array.ndim]
     smooth = ndimage.gaussian_filter(array.astype(np.float64), sigma=sigma, mode="reflect")
-    return _POSTER_LEVELS[np.clip(np.floor(smooth / 64.0), 0, 3).astype(np.intp)]
+    return POSTER_LEVELS[np.clip(np.floor(smooth / 64.0), 0, 3).astype(np.intp)]
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

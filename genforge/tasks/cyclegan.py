@@ -104,10 +104,13 @@ class CycleGANTask(TranslationTask):
         loss_gan = multiscale_g_loss(kind, D_b(fake_b)) + multiscale_g_loss(kind, D_a(fake_a))
         for D in (D_a, D_b):
             D.requires_grad_(True)
-        cycle_a, cycle_b = (F(fake_b) - real_a).abs().mean(), (G(fake_a) - real_b).abs().mean()
+        loss_cycle = (G(fake_a) - real_b).abs().mean()
+        loss_g = loss_gan + t.cycle_weight * loss_cycle
         cycle_a_weight = t.cycle_weight if t.cycle_a_weight is None else t.cycle_a_weight
-        loss_g = loss_gan + cycle_a_weight * cycle_a + t.cycle_weight * cycle_b
-        metrics = {"loss_gan": loss_gan.detach(), "loss_cycle": (cycle_a + cycle_b).detach()}
+        if cycle_a_weight > 0:  # off (the preset): no F pass through G's output at all, not a zero-weighted one
+            cycle_a = (F(fake_b) - real_a).abs().mean()
+            loss_g, loss_cycle = loss_g + cycle_a_weight * cycle_a, loss_cycle + cycle_a
+        metrics = {"loss_gan": loss_gan.detach(), "loss_cycle": loss_cycle.detach()}
         if t.input_weight > 0:
             loss_input = (fake_b - real_a).abs().mean() + (fake_a - real_b).abs().mean()
             loss_g = loss_g + t.input_weight * loss_input
